@@ -1,0 +1,3 @@
+from lstmae.cli import main
+
+main()

@@ -1,0 +1,350 @@
+"""Detector: the Python API. fit / score / encode / reconstruct / save / load.
+
+    det = Detector(window=32).fit(frame)
+    det.score(new_frame)            # window, start, end, error, threshold, anomaly
+    det.save("model.lstmae"); Detector.load("model.lstmae")
+
+Fitted state ends in `_` (scikit-learn style). Everything scoring needs lives in
+the model file, so a loaded Detector scores exactly as the one that was saved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lstmae import __version__
+from lstmae.artifact import load_model_file, save_model_file
+from lstmae.errors import DataError, ModelFileError, OptionError
+from lstmae.io import Series, to_series
+from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig
+from lstmae.threshold import quantile_threshold
+from lstmae.train import EpochReport, TrainResult, WindowSet, evaluate_errors, resolve_device, train
+from lstmae.windows import Scaler, average_over_windows, iter_batches, window_starts
+
+# Fewer held-out windows than this cannot calibrate a 0.99 quantile or stop early
+# meaningfully; then training windows are used for both.
+MIN_HELDOUT_WINDOWS = 20
+SCORE_BATCH = 1024
+
+
+class Detector:
+    """LSTM autoencoder anomaly detector for multivariate time series.
+
+    Parameters are checked at fit time; an invalid one raises OptionError
+    naming it. See `lstmae fit --help` for what each one means.
+    """
+
+    def __init__(
+        self,
+        window: int = 32,
+        stride: int = 1,
+        hidden: int = 64,
+        latent: int = 16,
+        layers: int = 1,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr: float = 3e-3,
+        loss: str = "mse",
+        val_fraction: float = 0.2,
+        patience: int = 5,
+        seed: int = 0,
+        device: str = "auto",
+        threshold_quantile: float = 0.99,
+        columns: list[str] | None = None,
+        time_col: str | None = None,
+        fill: str | None = None,
+    ):
+        self.window = window
+        self.stride = stride
+        self.hidden = hidden
+        self.latent = latent
+        self.layers = layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.loss = loss
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+        self.threshold_quantile = threshold_quantile
+        self.columns = columns
+        self.time_col = time_col
+        self.fill = fill
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self) -> None:
+        def need(ok: bool, name: str, rule: str, value) -> None:
+            if not ok:
+                raise OptionError(f"--{name.replace('_', '-')} must be {rule} (got {value!r})")
+
+        def is_int(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        for name, low in [("window", 2), ("stride", 1), ("hidden", 1), ("latent", 1),
+                          ("layers", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1)]:
+            value = getattr(self, name)
+            need(is_int(value) and value >= low, name, f"an integer of at least {low}", value)
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+             "lr", "a positive number", self.lr)
+        need(self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", self.loss)
+        need(isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1,
+             "val_fraction", "at least 0 and below 1", self.val_fraction)
+        need(isinstance(self.threshold_quantile, (int, float))
+             and 0 < self.threshold_quantile < 1,
+             "threshold_quantile", "between 0 and 1", self.threshold_quantile)
+        need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
+
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        progress: Callable[[EpochReport], None] | None = None,
+        source: str = "data",
+    ) -> Detector:
+        """Train on a frame of normal behaviour and calibrate the threshold."""
+        self._check_params()
+        device = resolve_device(self.device)
+        series = to_series(frame, self.columns, self.time_col, self.fill, source)
+        started = time.perf_counter()
+        torch.manual_seed(self.seed)
+
+        self.columns_ = series.columns
+        self.time_col_ = series.time_col
+        self.scaler_ = Scaler.fit(series.values, series.columns)
+        scaled = torch.from_numpy(self.scaler_.transform(series.values))
+        n_rows = len(scaled)
+        window_starts(n_rows, self.window, self.stride)  # fails early when too short
+
+        train_rows, val_rows = self._split(n_rows)
+        train_set = self._window_set(scaled[:train_rows], device)
+        val_set = self._window_set(scaled[train_rows:], device) if val_rows else None
+
+        self.config_ = ModelConfig(len(self.columns_), self.hidden, self.latent, self.layers)
+        self.model_ = LSTMAutoencoder(self.config_).to(device)
+        result = train(
+            self.model_, train_set, val_set,
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, loss=self.loss,
+            patience=self.patience, seed=self.seed, progress=progress,
+        )
+        calibration = val_set if val_set is not None else train_set
+        self.heldout_errors_ = evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
+        self.threshold_ = quantile_threshold(self.heldout_errors_, self.threshold_quantile)
+        self.threshold_info_ = {
+            "method": "quantile",
+            "quantile": self.threshold_quantile,
+            "source": result.monitored,
+            "windows": len(self.heldout_errors_),
+        }
+        self.model_ = self.model_.cpu().eval()
+        self.training_ = self._summary(series, train_set, val_set, result, device, started)
+        return self
+
+    def _split(self, n_rows: int) -> tuple[int, int]:
+        """Rows for training and, at the end in time order, for validation.
+
+        The two parts share no row, so validation windows are truly unseen.
+        """
+        val_rows = int(round(n_rows * self.val_fraction))
+        train_rows = n_rows - val_rows
+        enough = (
+            val_rows - self.window + 1 >= MIN_HELDOUT_WINDOWS * self.stride
+            and train_rows >= self.window
+        )
+        return (train_rows, val_rows) if enough else (n_rows, 0)
+
+    def _window_set(self, scaled: torch.Tensor, device: torch.device) -> WindowSet:
+        starts = window_starts(len(scaled), self.window, self.stride)
+        return WindowSet(scaled.to(device), torch.from_numpy(starts).to(device), self.window)
+
+    def _summary(self, series, train_set, val_set, result: TrainResult, device, started) -> dict:
+        return {
+            "rows": len(series.values),
+            "train_windows": len(train_set),
+            "val_windows": len(val_set) if val_set is not None else 0,
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "best_loss": result.best_loss,
+            "monitored": result.monitored,
+            "stopped_early": result.stopped_early,
+            "seconds": round(time.perf_counter() - started, 3),
+            "device": str(device),
+            "first_time": _jsonable(series.index[0]),
+            "last_time": _jsonable(series.index[-1]),
+        }
+
+    # ---------------------------------------------------------------- score
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise OptionError("this Detector is not fitted; call fit() or Detector.load() first")
+
+    def _prepare(self, frame: pd.DataFrame, source: str) -> tuple[Series, np.ndarray]:
+        """The frame's model columns, standardised, and the start row of each window."""
+        self._check_fitted()
+        missing = [c for c in self.columns_ if c not in map(str, frame.columns)]
+        if missing:
+            raise DataError(
+                f"{source}: missing column(s) {', '.join(missing)} that the model was trained on; "
+                f"the model needs: {', '.join(self.columns_)}"
+            )
+        time_col = self.time_col_ if self.time_col_ in frame.columns else None
+        series = to_series(frame, self.columns_, time_col, self.fill, source)
+        return series, window_starts(len(series.values), self.window, self.stride)
+
+    @torch.inference_mode()
+    def _run(self, series: Series, starts: np.ndarray, want: str) -> np.ndarray:
+        """Errors [N_w], latents [N_w, k] or reconstructions [N_w, T, D] (standardised)."""
+        values = torch.from_numpy(self.scaler_.transform(series.values))
+        view = values.unfold(0, self.window, 1).transpose(1, 2)
+        outputs = []
+        for batch in iter_batches(view, torch.from_numpy(starts), SCORE_BATCH):
+            if want == "latent":
+                outputs.append(self.model_.encode(batch))
+                continue
+            recon = self.model_(batch)
+            if want == "error":
+                from lstmae.model import window_errors
+
+                outputs.append(window_errors(recon, batch, self.loss))
+            else:
+                outputs.append(recon)
+        return torch.cat(outputs).numpy()
+
+    def _window_frame(self, series: Series, starts: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "window": np.arange(len(starts)),
+                "start": series.index[starts],
+                "end": series.index[starts + self.window - 1],
+            }
+        )
+
+    def score(
+        self, frame: pd.DataFrame, threshold: float | None = None, source: str = "data"
+    ) -> pd.DataFrame:
+        """One row per window: window, start, end, error, threshold, anomaly."""
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
+        series, starts = self._prepare(frame, source)
+        errors = self._run(series, starts, "error").astype(np.float64)
+        limit = self.threshold_ if threshold is None else float(threshold)
+        result = self._window_frame(series, starts)
+        result["error"] = errors
+        result["threshold"] = limit
+        result["anomaly"] = errors > limit
+        return result
+
+    def encode(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+        """One row per window: window, start, end, z0 ... z{k-1}."""
+        series, starts = self._prepare(frame, source)
+        latent = self._run(series, starts, "latent")
+        result = self._window_frame(series, starts)
+        for i in range(latent.shape[1]):
+            result[f"z{i}"] = latent[:, i].astype(np.float64)
+        return result
+
+    def reconstruct(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+        """One row per input row: time (if any), and <col>, <col>_recon for each column.
+
+        A row's reconstruction is the mean over every window that covers it,
+        mapped back to the data's own units.
+        """
+        series, starts = self._prepare(frame, source)
+        per_window = self._run(series, starts, "reconstruction")
+        recon = self.scaler_.inverse(average_over_windows(per_window, starts, len(series.values)))
+        result = pd.DataFrame({series.time_col: series.index} if series.time_col else {})
+        for i, col in enumerate(self.columns_):
+            result[col] = series.values[:, i]
+            result[f"{col}_recon"] = recon[:, i]
+        return result
+
+    # -------------------------------------------------------- save and load
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the one model file that holds everything scoring needs."""
+        self._check_fitted()
+        state = self.model_.state_dict()
+        tensors = {f"model.{name}": value.cpu().numpy() for name, value in state.items()}
+        tensors["scaler.mean"] = self.scaler_.mean
+        tensors["scaler.std"] = self.scaler_.std
+        tensors["heldout_errors"] = self.heldout_errors_
+        save_model_file(path, tensors, self.metadata())
+
+    def metadata(self) -> dict:
+        """What the model file says about itself (also what `lstmae info` shows)."""
+        self._check_fitted()
+        return {
+            "lstmae_version": __version__,
+            "torch_version": torch.__version__.split("+")[0],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "columns": self.columns_,
+            "time_col": self.time_col_,
+            "window": self.window,
+            "stride": self.stride,
+            "loss": self.loss,
+            "model": self.config_.to_dict(),
+            "threshold": {"value": self.threshold_, **self.threshold_info_},
+            "training": self.training_,
+            "params": {
+                "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "val_fraction": self.val_fraction, "patience": self.patience,
+                "seed": self.seed, "device": self.device,
+                "threshold_quantile": self.threshold_quantile, "fill": self.fill,
+            },
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Detector:
+        """Read a model file written by `save` (checked: never unpickled, checksummed)."""
+        tensors, meta = load_model_file(path)
+        try:
+            params = meta["params"]
+            det = cls(
+                window=int(meta["window"]), stride=int(meta["stride"]), loss=meta["loss"],
+                hidden=meta["model"]["hidden"], latent=meta["model"]["latent"],
+                layers=meta["model"]["layers"], columns=list(meta["columns"]),
+                time_col=meta["time_col"],
+                **{k: params[k] for k in ("epochs", "batch_size", "lr", "val_fraction",
+                                          "patience", "seed", "device", "threshold_quantile",
+                                          "fill")},
+            )
+            det.columns_ = [str(c) for c in meta["columns"]]
+            det.time_col_ = meta["time_col"]
+            det.config_ = ModelConfig(**meta["model"])
+            det.threshold_ = float(meta["threshold"]["value"])
+            det.threshold_info_ = {k: v for k, v in meta["threshold"].items() if k != "value"}
+            det.training_ = dict(meta["training"])
+            det._check_params()
+            if det.config_.n_features != len(det.columns_) or det.loss not in LOSSES:
+                raise ValueError("columns do not match the architecture")
+            det.scaler_ = Scaler(tensors.pop("scaler.mean"), tensors.pop("scaler.std"))
+            det.heldout_errors_ = tensors.pop("heldout_errors")
+            model = LSTMAutoencoder(det.config_)
+            state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()}
+            model.load_state_dict(state, strict=True)  # checks every name and shape
+            if det.scaler_.mean.shape != (len(det.columns_),) or det.scaler_.std.shape != (
+                len(det.columns_),
+            ):
+                raise ValueError("scaler does not match the columns")
+        except (KeyError, TypeError, ValueError, RuntimeError, OptionError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFileError(
+                f"{path}: model metadata does not match its contents ({reason[:200]}); "
+                "the file is damaged or was not written by lstmae"
+            ) from None
+        det.model_ = model.eval()
+        return det
+
+
+def _jsonable(value):
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

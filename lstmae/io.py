@@ -1,0 +1,358 @@
+"""Reading tables into validated numeric series, and writing result tables.
+
+read_table: a path (CSV, CSV.gz, Parquet) or "-" (CSV on stdin) -> DataFrame.
+to_series:  DataFrame -> Series (float64 values [N, D], time index, column names),
+            with the time column found, rows ordered by time and every value
+            checked to be a finite number.
+write_table: DataFrame -> CSV / JSON lines / Parquet, to a file (atomically) or stdout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstmae.errors import DataError, LstmaeWarning, OptionError
+
+TIME_COLUMN_NAMES = ("timestamp", "time", "date", "datetime")
+FILL_METHODS = ("ffill", "interpolate", "drop")
+OUTPUT_FORMATS = ("csv", "json", "parquet")
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".gz": "csv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass
+class Series:
+    """A validated multivariate series, rows in time order."""
+
+    values: np.ndarray  # float64 [N, D]
+    index: np.ndarray  # timestamps (datetime64) or numbers, one per row
+    columns: list[str]
+    time_col: str | None
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq") or path.is_dir()
+
+
+def read_table(source: str | os.PathLike) -> pd.DataFrame:
+    """Read CSV, CSV.gz or Parquet from a path, or CSV from stdin when source is "-"."""
+    if str(source) == "-":
+        return _read_csv(sys.stdin.buffer, "<stdin>")
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path")
+    if path.is_dir() and not any(path.glob("**/*.parquet")):
+        raise DataError(f"{path}: is a folder, not a data file; give a CSV or Parquet file")
+    if _is_parquet(path):
+        frame = _read_parquet(path)
+    else:
+        frame = _read_csv(path, str(path))
+    if frame.empty:
+        raise DataError(f"{path}: holds no data rows; give a file with a header and rows")
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({_first_line(exc)}); "
+            "check that the file is complete"
+        ) from None
+
+
+def _read_csv(source, name: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(source, compression="infer" if name != "<stdin>" else None)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name}: is empty; give a CSV file with a header row") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: is not UTF-8 text; save it as UTF-8 CSV") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{name}: is not valid CSV ({_first_line(exc)})") from None
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise DataError(f"{name}: cannot be read ({_first_line(exc)})") from None
+    if frame.empty:
+        raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:
+    """The named time column, else one named like a time or of datetime type, else None."""
+    if time_col is not None:
+        if time_col not in frame.columns:
+            raise DataError(
+                f"time column '{time_col}' is not in the data; "
+                f"columns are: {', '.join(map(str, frame.columns))}"
+            )
+        return time_col
+    for col in frame.columns:
+        if str(col).strip().lower() in TIME_COLUMN_NAMES:
+            return col
+    for col in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[col]):
+            return col
+    return None
+
+
+def _parse_time(column: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        parsed = column
+    elif pd.api.types.is_numeric_dtype(column):
+        parsed = column  # e.g. epoch seconds: ordered numbers are a fine time axis
+    else:
+        try:
+            parsed = pd.to_datetime(column, format="mixed")
+        except (ValueError, TypeError, OverflowError):
+            bad = _first_unparsable_time(column)
+            raise DataError(
+                f"time column '{name}': cannot parse {bad!r} as a timestamp; "
+                "fix the value or name another column with --time-col"
+            ) from None
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(f"time column '{name}': row {row + 1} is empty; every row needs a time")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.to_numpy()
+
+
+def _first_unparsable_time(column: pd.Series) -> str:
+    for value in column:
+        try:
+            pd.to_datetime(value)
+        except (ValueError, TypeError, OverflowError):
+            return str(value)
+    return str(column.iloc[0])
+
+
+def _numeric_columns(frame: pd.DataFrame, exclude: str | None) -> list[str]:
+    return [
+        col
+        for col in frame.columns
+        if col != exclude
+        and (pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]))
+    ]
+
+
+def to_series(
+    frame: pd.DataFrame,
+    columns: list[str] | None = None,
+    time_col: str | None = None,
+    fill: str | None = None,
+    source: str = "data",
+) -> Series:
+    """Validate a frame and turn it into a Series.
+
+    columns: the value columns, in this order (default: every numeric column but
+    the time column). Rows are put in time order (with a warning when they were
+    not). Missing or non-finite values are an error unless `fill` says otherwise.
+    """
+    if fill is not None and fill not in FILL_METHODS:
+        raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got {fill!r})")
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    tcol = find_time_column(frame, time_col)
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"{source}: missing column(s) {', '.join(missing)}; "
+                f"columns are: {', '.join(frame.columns)}"
+            )
+        if tcol in columns:
+            if time_col is not None:
+                raise OptionError(f"column '{tcol}' cannot be both the time column and a value")
+            tcol = None  # the user wants this column as a value, not as time
+        value_cols = list(columns)
+    else:
+        value_cols = _numeric_columns(frame, tcol)
+        if not value_cols:
+            raise DataError(
+                f"{source}: no numeric columns to model; columns are: {', '.join(frame.columns)}"
+            )
+    values = frame[value_cols]
+    for col in value_cols:
+        if not (
+            pd.api.types.is_numeric_dtype(values[col]) or pd.api.types.is_bool_dtype(values[col])
+        ):
+            example = values[col].dropna().astype(str).iloc[:1].tolist()
+            hint = f" (e.g. {example[0]!r})" if example else ""
+            raise DataError(
+                f"{source}: column '{col}' is not numeric{hint}; "
+                "write plain numbers without thousands separators or units"
+            )
+    values = values.astype("float64")
+
+    if tcol is not None:
+        index = _parse_time(frame[tcol], tcol)
+        order = np.argsort(index, kind="stable")
+        if not np.all(order == np.arange(len(order))):
+            warnings.warn(
+                f"{source}: rows were not in time order; sorted them by '{tcol}'",
+                LstmaeWarning,
+                stacklevel=2,
+            )
+            index = index[order]
+            values = values.iloc[order].reset_index(drop=True)
+        duplicated = np.flatnonzero(index[1:] == index[:-1])
+        if duplicated.size:
+            raise DataError(
+                f"{source}: time column '{tcol}' repeats {pd.Timestamp(index[duplicated[0]])} "
+                f"({duplicated.size} duplicate timestamp(s)); aggregate or drop duplicate rows"
+            )
+    else:
+        index = np.arange(len(values), dtype=np.int64)
+
+    values, index = _handle_missing(values, index, fill, source)
+    return Series(values=values, index=index, columns=value_cols, time_col=tcol)
+
+
+def _handle_missing(values: pd.DataFrame, index: np.ndarray, fill: str | None, source: str):
+    array = values.to_numpy(dtype=np.float64)
+    with np.errstate(over="ignore"):
+        # float32 is what the model computes in: larger values would overflow there
+        bad = ~np.isfinite(array) | (np.abs(array) > np.finfo(np.float32).max / 16)
+    if not bad.any():
+        return array, index
+    if fill is None:
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{source}: row {row + 1}, column '{values.columns[col]}' is "
+            f"{_describe(array[row, col])} ({int(bad.sum())} bad value(s) in all); "
+            "fix the data or choose --fill ffill|interpolate|drop"
+        )
+    frame = values.mask(bad)
+    if fill == "drop":
+        keep = ~bad.any(axis=1)
+        frame, index = frame[keep], index[keep]
+    elif fill == "ffill":
+        frame = frame.ffill().bfill()
+    else:
+        frame = frame.interpolate(limit_direction="both")
+    if frame.empty or frame.isna().any().any():
+        raise DataError(f"{source}: no usable values left after --fill {fill}")
+    warnings.warn(
+        f"{source}: {int(bad.sum())} missing or non-finite value(s) handled with --fill {fill}",
+        LstmaeWarning,
+        stacklevel=3,
+    )
+    return frame.to_numpy(dtype=np.float64), index
+
+
+def _describe(value: float) -> str:
+    if np.isnan(value):
+        return "missing (empty or NaN)"
+    if np.isinf(value):
+        return "infinite"
+    return f"too large ({value:g})"
+
+
+def format_for(path: str | None, fmt: str | None) -> str | None:
+    """The output format: the one asked for, else the one the file extension names."""
+    if fmt is not None:
+        if fmt not in OUTPUT_FORMATS:
+            raise OptionError(f"--format must be one of table, {', '.join(OUTPUT_FORMATS)}")
+        return fmt
+    if path is None or path == "-":
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIX_FORMATS:
+        raise OptionError(
+            f"--output {path}: cannot tell the format from '{suffix or 'no extension'}'; "
+            "use .csv, .jsonl or .parquet, or give --format"
+        )
+    return _SUFFIX_FORMATS[suffix]
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before any work is done when an output file could not be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise OptionError(f"{target}: is a folder; give a file name to write")
+    folder = target.parent
+    if not folder.is_dir():
+        raise OptionError(f"{target}: folder '{folder}' does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise OptionError(f"{target}: cannot write in folder '{folder}'")
+
+
+def write_table(frame: pd.DataFrame, path: str | None, fmt: str) -> None:
+    """Write CSV / JSON lines / Parquet to stdout (path None or "-") or atomically to a file."""
+    if path is None or path == "-":
+        if fmt == "parquet":
+            frame.to_parquet(sys.stdout.buffer, index=False)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(_to_text(frame, fmt))
+            sys.stdout.flush()
+        return
+    with atomic_output(path) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        elif str(path).lower().endswith(".gz"):
+            frame.to_csv(tmp, index=False, compression="gzip")
+        else:
+            Path(tmp).write_text(_to_text(frame, fmt), encoding="utf-8")
+
+
+def _to_text(frame: pd.DataFrame, fmt: str) -> str:
+    if fmt == "json":
+        return frame.to_json(orient="records", lines=True, date_format="iso", date_unit="s")
+    return frame.to_csv(index=False)
+
+
+class atomic_output:
+    """Context manager giving a temporary path beside `path`, renamed onto it on success.
+
+    A job killed midway leaves the old file untouched and at most a stray
+    `.name.*.tmp` file, which the next run does not trip over.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> str:
+        check_writable(self.path)
+        fd, self.tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            with open(self.tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+        return False

@@ -1,0 +1,79 @@
+"""The LSTM autoencoder and its reconstruction loss.
+
+encoder LSTM over the window -> last hidden state -> Linear -> latent z
+z repeated over T -> decoder LSTM -> Linear(H, D) at every step
+
+The final Linear layer matters: an LSTM's own output is squashed by tanh, so a
+decoder that ends in an LSTM cannot reach values outside (-1, 1) and learns
+slowly near its edges. Inputs are standardised, outputs are unbounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+LOSSES = ("mse", "l1")
+
+
+@dataclass
+class ModelConfig:
+    n_features: int
+    hidden: int = 64
+    latent: int = 16
+    layers: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LSTMAutoencoder(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = nn.LSTM(config.n_features, config.hidden, config.layers, batch_first=True)
+        self.to_latent = nn.Linear(config.hidden, config.latent)
+        self.decoder = nn.LSTM(config.latent, config.hidden, config.layers, batch_first=True)
+        self.head = nn.Linear(config.hidden, config.n_features)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] -> [B, latent]"""
+        _, (h, _) = self.encoder(x)
+        return self.to_latent(h[-1])
+
+    def decode(self, z: torch.Tensor, steps: int) -> torch.Tensor:
+        """[B, latent] -> [B, T, D]"""
+        out, _ = self.decoder(z.unsqueeze(1).expand(-1, steps, -1))
+        return self.head(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), x.shape[1])
+
+
+def check_same_shape(prediction: torch.Tensor, target: torch.Tensor) -> None:
+    """Refuse to compare tensors of different shapes.
+
+    torch's losses broadcast silently: a [5, 1, 1] prediction against a [5, 1]
+    target becomes a [5, 5, 1] comparison whose minimum is the mean of the
+    target, and the model learns to output the average. Never let that happen.
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"prediction shape {list(prediction.shape)} does not match target shape "
+            f"{list(target.shape)}; both must be [batch, time, features]"
+        )
+
+
+def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Mean loss over the batch, in fp32 whatever precision the forward pass ran in."""
+    return window_errors(prediction, target, loss).mean()
+
+
+def window_errors(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """One error per window: the mean squared (mse) or absolute (l1) error over T and D."""
+    check_same_shape(prediction, target)
+    diff = prediction.float() - target.float()
+    per_value = diff.square() if loss == "mse" else diff.abs()
+    return per_value.mean(dim=(1, 2))

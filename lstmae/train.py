@@ -1,0 +1,154 @@
+"""The training loop: mini-batches from one tensor, early stopping, device choice.
+
+Batches are gathered straight from a strided view of the series that already
+lives on the training device (no DataLoader, no per-sample collation), and the
+loss is read back to the host once per epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lstmae.errors import OptionError, TrainingError
+from lstmae.model import LSTMAutoencoder, reconstruction_loss, window_errors
+from lstmae.windows import iter_batches, window_view
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> CUDA when present, else CPU. An explicit device must exist."""
+    if name not in DEVICES:
+        raise OptionError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class WindowSet:
+    """Windows of a standardised series: a view of `values` starting at `starts`."""
+
+    values: torch.Tensor  # [N, D] float32, on the training device
+    starts: torch.Tensor  # [N_w] int64, on the same device
+    window: int
+
+    @property
+    def view(self) -> torch.Tensor:
+        return window_view(self.values, self.window)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int
+    best_epoch: int
+    best_loss: float  # validation loss, or training loss when nothing was held out
+    monitored: str  # "validation" or "training"
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float | None
+
+
+def train(
+    model: LSTMAutoencoder,
+    train_set: WindowSet,
+    val_set: WindowSet | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    loss: str,
+    patience: int,
+    seed: int,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> TrainResult:
+    """Train in place; on return the model holds the weights of its best epoch."""
+    device = train_set.values.device
+    use_amp = device.type == "cuda"
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    view = train_set.view
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    history: list[dict] = []
+    started = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = train_set.starts[torch.randperm(len(train_set), generator=generator).to(device)]
+        total = torch.zeros((), device=device)
+        for batch in iter_batches(view, order, batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                prediction = model(batch)
+            batch_loss = reconstruction_loss(prediction, batch, loss)
+            batch_loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += batch_loss.detach() * len(batch)
+        train_loss = total.item() / len(train_set)  # the one host sync of the epoch
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"training loss became {train_loss} in epoch {epoch}; "
+                "try a smaller --lr, or check the data for extreme values"
+            )
+        val_loss = None
+        if val_set is not None:
+            val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
+        monitored = val_loss if val_loss is not None else train_loss
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if progress is not None:
+            progress(EpochReport(epoch, epochs, train_loss, val_loss))
+        if monitored < best_loss * (1 - 1e-4):
+            best_loss, best_epoch = monitored, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif val_set is not None and epoch - best_epoch >= patience:
+            # Without held-out data there is nothing to stop early on: a noisy
+            # training loss would end tiny fits too soon, so all epochs run.
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(
+        epochs_run=epoch,
+        best_epoch=best_epoch,
+        best_loss=best_loss,
+        monitored="validation" if val_set is not None else "training",
+        history=history,
+        seconds=time.perf_counter() - started,
+        stopped_early=epoch < epochs,
+    )
+
+
+@torch.inference_mode()
+def evaluate_errors(
+    model: LSTMAutoencoder, windows: WindowSet, loss: str, batch_size: int = 1024
+) -> np.ndarray:
+    """Reconstruction error of every window, in fp32."""
+    model.eval()
+    view = windows.view
+    errors = [
+        window_errors(model(batch), batch, loss)
+        for batch in iter_batches(view, windows.starts, batch_size)
+    ]
+    return torch.cat(errors).double().cpu().numpy()

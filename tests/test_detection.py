@@ -1,0 +1,52 @@
+"""Detection quality on the sample data, with the default options.
+
+Floors here are ones a broken model (one that outputs the mean, or random
+weights) cannot meet: injected anomalies must stand out clearly.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmae import Detector
+from lstmae.metrics import auc_roc
+
+from .conftest import SAMPLES, window_labels
+
+
+@pytest.fixture(scope="module")
+def server_scores(quickstart):
+    assert quickstart["model"].exists(), quickstart["runs"][0].stderr
+    det = Detector.load(quickstart["model"])
+    return det.score(pd.read_csv(SAMPLES / "server_test.csv"))
+
+
+def test_every_injected_anomaly_scores_above_the_threshold(server_scores):
+    labels = pd.read_csv(SAMPLES / "server_test_labels.csv")
+    for row in labels.itertuples():
+        inside = window_labels(server_scores, labels[labels["kind"] == row.kind])
+        assert server_scores.loc[inside, "anomaly"].any(), row.kind
+        # most of the stretch's windows, not a lucky one
+        assert server_scores.loc[inside, "anomaly"].mean() > 0.5, row.kind
+
+
+def test_few_normal_windows_flagged_and_ranking_is_good(server_scores):
+    labels = pd.read_csv(SAMPLES / "server_test_labels.csv")
+    truth = window_labels(server_scores, labels)
+    flagged_normal = server_scores.loc[~truth, "anomaly"].mean()
+    assert flagged_normal <= 0.05
+    assert auc_roc(truth.astype(int), server_scores["error"].to_numpy()) >= 0.95
+
+
+def test_univariate_sample_anomalies_are_found():
+    det = Detector(device="cpu").fit(pd.read_csv(SAMPLES / "univariate_train.csv"))
+    scores = det.score(pd.read_csv(SAMPLES / "univariate_test.csv"))
+    labels = pd.read_csv(SAMPLES / "univariate_test_labels.csv")
+    truth = window_labels(scores, labels)
+    for row in labels.itertuples():
+        inside = window_labels(scores, labels[labels["kind"] == row.kind])
+        assert scores.loc[inside, "anomaly"].any(), row.kind
+    assert scores.loc[~truth, "anomaly"].mean() <= 0.05
+    assert auc_roc(truth.astype(int), scores["error"].to_numpy()) >= 0.9
+    # the normal part is reconstructed well: median error far below the threshold
+    assert np.median(scores.loc[~truth, "error"]) < det.threshold_ / 2

@@ -1,0 +1,50 @@
+"""The model itself: shapes are checked, and the origin's ramp is reconstructed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstmae import Detector
+from lstmae.model import LSTMAutoencoder, ModelConfig, reconstruction_loss, window_errors
+
+RAMP = [0.0, 0.1, 0.2, 0.3, 0.4]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ramp_is_reconstructed_not_averaged(seed):
+    # The origin: a broadcast [5,1,1]-vs-[5,1] loss made an autoencoder output
+    # the mean 0.2 for every step. Every value must come back within 0.01.
+    frame = pd.DataFrame({"value": RAMP})
+    det = Detector(window=5, epochs=500, seed=seed, device="cpu").fit(frame)
+    recon = det.reconstruct(frame)["value_recon"].to_numpy()
+    assert np.abs(recon - np.array(RAMP)).max() < 0.01, recon
+    assert det.score(frame)["error"].iloc[0] < 0.01
+
+
+def test_shape_mismatch_raises_instead_of_broadcasting():
+    prediction = torch.zeros(5, 1, 1)
+    target = torch.zeros(5, 1)
+    with pytest.raises(ValueError, match=r"\[5, 1, 1\] does not match target shape \[5, 1\]"):
+        reconstruction_loss(prediction, target, "mse")
+    with pytest.raises(ValueError, match="does not match"):
+        window_errors(torch.zeros(2, 4, 3), torch.zeros(2, 4, 1), "l1")
+
+
+def test_output_has_input_shape_and_is_not_bounded_by_tanh():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(ModelConfig(n_features=3, hidden=8, latent=2))
+    x = torch.randn(4, 10, 3)
+    assert model(x).shape == x.shape
+    assert model.encode(x).shape == (4, 2)
+    with torch.no_grad():
+        model.head.bias.fill_(5.0)  # a tanh-bounded decoder could never output 5
+    assert model(x).min() > 1.0
+
+
+def test_window_errors_are_per_window_means():
+    prediction = torch.zeros(2, 3, 2)
+    target = torch.ones(2, 3, 2)
+    target[1] *= 2.0
+    assert window_errors(prediction, target, "mse").tolist() == [1.0, 4.0]
+    assert window_errors(prediction, target, "l1").tolist() == [1.0, 2.0]
