@@ -196,8 +196,8 @@ def fit(
     hidden: Annotated[int, typer.Option(help="LSTM hidden units.")] = 64,
     latent: Annotated[int, typer.Option(help="Size of the latent vector.")] = 16,
     layers: Annotated[int, typer.Option(help="LSTM layers in encoder and decoder.")] = 1,
-    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Windows per mini-batch.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Windows per mini-batch.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
     loss: Annotated[Loss, typer.Option(help="Reconstruction loss and window error.")] = Loss.mse,
     val_fraction: Annotated[
@@ -206,7 +206,7 @@ def fit(
     ] = 0.2,
     patience: Annotated[
         int, typer.Option(help="Stop after this many epochs without a better validation loss.")
-    ] = 5,
+    ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model on CPU).")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when present.")] = Device.auto,
     threshold_quantile: Annotated[

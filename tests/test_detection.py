@@ -48,5 +48,6 @@ def test_univariate_sample_anomalies_are_found():
         assert scores.loc[inside, "anomaly"].any(), row.kind
     assert scores.loc[~truth, "anomaly"].mean() <= 0.05
     assert auc_roc(truth.astype(int), scores["error"].to_numpy()) >= 0.9
-    # the normal part is reconstructed well: median error far below the threshold
-    assert np.median(scores.loc[~truth, "error"]) < det.threshold_ / 2
+    # the normal part is reconstructed close to its noise floor (a model that
+    # outputs the mean scores about 1.0 in these standardised units)
+    assert np.median(scores.loc[~truth, "error"]) < 0.05
