@@ -56,6 +56,12 @@ class Device(str, enum.Enum):
     mps = "mps"
 
 
+class ThresholdMethod(str, enum.Enum):
+    quantile = "quantile"
+    pot = "pot"
+    sigma = "sigma"
+
+
 class Fill(str, enum.Enum):
     ffill = "ffill"
     interpolate = "interpolate"
@@ -111,6 +117,17 @@ def _columns(text: str | None) -> list[str] | None:
     if not names:
         raise OptionError("--columns: give column names separated by commas, e.g. cpu,memory")
     return names
+
+
+def _window(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise OptionError(
+            f"--window must be a whole number of rows or auto (got {text!r})"
+        ) from None
 
 
 def _source(data: str) -> str:
@@ -191,7 +208,10 @@ def fit(
         str | None, typer.Option(help="Time column. Default: one named timestamp/time/date/"
                                  "datetime or of datetime type; else row numbers.")
     ] = None,
-    window: Annotated[int, typer.Option("--window", "-w", help="Window length (rows).")] = 32,
+    window: Annotated[
+        str, typer.Option("--window", "-w", help="Window length in rows, or auto: the training "
+                          "data's dominant period (autocorrelation), between 8 and 256.")
+    ] = "32",
     stride: Annotated[int, typer.Option(help="Rows between window starts.")] = 1,
     hidden: Annotated[int, typer.Option(help="LSTM hidden units.")] = 64,
     latent: Annotated[int, typer.Option(help="Size of the latent vector.")] = 16,
@@ -209,9 +229,18 @@ def fit(
     ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model on CPU).")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when present.")] = Device.auto,
+    threshold_method: Annotated[
+        ThresholdMethod, typer.Option(help="quantile: --threshold-quantile of held-out errors; "
+                                      "pot: generalised Pareto tail at --risk; sigma: mean + "
+                                      "--sigma standard deviations.")
+    ] = ThresholdMethod.quantile,
     threshold_quantile: Annotated[
         float, typer.Option(help="Threshold = this quantile of held-out windows' errors.")
     ] = 0.99,
+    risk: Annotated[
+        float, typer.Option(help="pot: probability that a normal window exceeds the threshold.")
+    ] = 1e-3,
+    sigma: Annotated[float, typer.Option(help="sigma: standard deviations above the mean.")] = 3.0,
     fill: FillOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -226,10 +255,11 @@ def fit(
     from lstmae.detector import Detector
 
     detector = Detector(
-        window=window, stride=stride, hidden=hidden, latent=latent, layers=layers,
+        window=_window(window), stride=stride, hidden=hidden, latent=latent, layers=layers,
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss.value,
         val_fraction=val_fraction, patience=patience, seed=seed, device=device.value,
-        threshold_quantile=threshold_quantile, columns=_columns(columns), time_col=time_col,
+        threshold_method=threshold_method.value, threshold_quantile=threshold_quantile,
+        risk=risk, sigma=sigma, columns=_columns(columns), time_col=time_col,
         fill=fill.value if fill else None,
     )
     show_progress = not quiet and stderr.is_terminal
@@ -249,16 +279,24 @@ def fit(
         detector.fit(frame, source=_source(data))
     detector.save(model)
     if not quiet:
+        from lstmae.threshold import describe
+
         t = detector.training_
         stderr.print(
             f"fitted {model}: {t['rows']} rows, {t['train_windows']} training + "
-            f"{t['val_windows']} held-out windows of {window}, columns "
+            f"{t['val_windows']} held-out windows of {detector.window_} rows"
+            f"{' (auto: dominant period)' if detector.window == 'auto' else ''}, columns "
             f"{', '.join(detector.columns_)}; {t['epochs_run']} epochs "
             f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
-            f"threshold {detector.threshold_:.4g} (q{threshold_quantile} of "
-            f"{detector.threshold_info_['windows']} {t['monitored']} windows); "
+            f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
             f"{t['seconds']:.1f} s on {t['device']}"
         )
+
+
+class Level(str, enum.Enum):
+    window = "window"
+    point = "point"
+    event = "event"
 
 
 @app.command()
@@ -268,6 +306,21 @@ def score(
     threshold: Annotated[
         float | None, typer.Option(help="Anomaly when error > this. Default: the model's.")
     ] = None,
+    threshold_quantile: Annotated[
+        float | None, typer.Option(help="Re-derive the threshold as this quantile of the "
+                                   "held-out errors stored in the model.")
+    ] = None,
+    risk: Annotated[
+        float | None, typer.Option(help="Re-derive the threshold by peaks-over-threshold at "
+                                   "this risk (e.g. 1e-3) from the stored held-out errors.")
+    ] = None,
+    level: Annotated[
+        Level, typer.Option(help="window: one row per window; point: one row per input row "
+                            "(causal score); event: runs of anomalous windows merged.")
+    ] = Level.window,
+    per_column: Annotated[
+        bool, typer.Option(help="Add error_<col> for each model column.")
+    ] = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     top: TopOpt = 20,
@@ -276,7 +329,7 @@ def score(
     ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score each window of new data: reconstruction error, threshold, anomaly.
+    """Score new data: reconstruction error, threshold and anomalies per window, row or event.
 
     Example: lstmae score server_test.csv -m server.lstmae --threshold 0.05 -o scores.csv
     """
@@ -284,23 +337,40 @@ def score(
         raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
     out_format = _output_format(fmt, output)
     detector = _load(model)
-    result = detector.score(_read(data), threshold=threshold, source=_source(data))
-    anomalies = int(result["anomaly"].sum())
-    limit = float(result["threshold"].iloc[0])
+    limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk)
+    levels = detector.score_all(_read(data), threshold=limit, source=_source(data))
+    windows, events, result = levels["window"], levels["event"], levels[level.value]
+    if not per_column:
+        result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
+    anomalies = int(windows["anomaly"].sum())
     summary = (
-        f"{len(result)} windows, {anomalies} anomalous ({anomalies / len(result):.1%}) "
-        f"at threshold {limit:.4g} ({'--threshold' if threshold is not None else 'model'})"
+        f"{len(windows)} windows, {anomalies} anomalous ({anomalies / len(windows):.1%}) "
+        f"in {len(events)} event(s), at threshold {limit:.4g} ({limit_source})"
     )
+    if level is Level.point and detector.window > 1:
+        summary += f"; the first {detector.window - 1} rows have no score (no full window yet)"
     if out_format == "table":
         Console().print(summary)
-        shown = result.sort_values("error", ascending=False, kind="stable")
-        _print_table(shown, f"top {min(top, len(shown))} windows by error", top, "anomaly")
+        if level is Level.window:
+            if len(events):
+                _print_table(events, "events (consecutive anomalous windows)", top)
+            shown = result.sort_values("error", ascending=False, kind="stable")
+            _print_table(shown, f"top {min(top, len(shown))} windows by error", top, "anomaly")
+        else:
+            _print_table(result, f"{level.value} scores", top, "anomaly"
+                         if "anomaly" in result.columns else None)
     else:
         from lstmae.io import write_table
 
         write_table(result, output, out_format)
         if not quiet:
-            stderr.print(summary)
+            stderr.print(summary, soft_wrap=True)
+            for event in events.head(10).itertuples():
+                stderr.print(f"  event {event.event}: {event.start} .. {event.end}, "
+                             f"{event.windows} windows, peak {event.peak_error:.4g}, "
+                             f"mostly {event.top_column}", soft_wrap=True)
+            if len(events) > 10:
+                stderr.print(f"  … {len(events) - 10} more events (--level event lists all)")
     if fail_on_anomaly and anomalies:
         raise typer.Exit(1)
 
@@ -340,6 +410,96 @@ def reconstruct(
 
 
 @app.command()
+def evaluate(
+    data: DataArg,
+    labels: Annotated[
+        str, typer.Option("--labels", "-l", help="CSV of start,end anomalous intervals "
+                          "(timestamps or row numbers, inclusive), or with a 0/1 label column "
+                          "aligned with DATA's rows.")
+    ],
+    model: ModelOpt = DEFAULT_MODEL,
+    threshold: Annotated[
+        float | None, typer.Option(help="Evaluate this threshold instead of the model's.")
+    ] = None,
+    sliding_window: Annotated[
+        int | None, typer.Option(help="VUS-PR buffer in rows. Default: the model's window.",
+                                 min=0)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Check the model on known incidents: AUC-ROC, AUC-PR, VUS-PR, precision, recall, F1.
+
+    Point-wise on the causal point scores, no point adjustment; event recall is
+    the share of labelled stretches with at least one flagged row.
+
+    Example: lstmae evaluate server_test.csv -m server.lstmae --labels incidents.csv
+    """
+    detector = _load(model)
+    limit, _ = detector.threshold_for(threshold)
+    frame = _read(data)
+    points = detector.score(frame, threshold=limit, level="point", source=_source(data))
+    from lstmae.evaluate import evaluate as evaluate_scores
+    from lstmae.evaluate import read_labels
+
+    index = points.iloc[:, 0].to_numpy()
+    truth = read_labels(labels, index)
+    report = evaluate_scores(points["score"].to_numpy(), truth, limit,
+                             sliding_window if sliding_window is not None else detector.window_)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from rich.table import Table
+
+    Console().print(f"{_source(data)} against {labels}:")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command()
+def plot(
+    data: DataArg,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Image file to write (.png, .svg or .pdf).")
+    ],
+    model: ModelOpt = DEFAULT_MODEL,
+    threshold: Annotated[
+        float | None, typer.Option(help="Draw and shade at this threshold instead of the "
+                                   "model's.")
+    ] = None,
+) -> None:
+    """Draw each channel with its reconstruction, the error with the threshold, and
+    the anomalous stretches shaded. Needs matplotlib: pip install 'lstmae[plot]'.
+
+    Example: lstmae plot server_test.csv -m server.lstmae -o report.png
+    """
+    image_format = Path(output).suffix.lower().lstrip(".")
+    if image_format not in ("png", "svg", "pdf"):
+        raise OptionError(f"--output {output}: use a .png, .svg or .pdf file name")
+    from lstmae.io import atomic_output, check_writable
+    from lstmae.plot import _pyplot, plot_report
+
+    check_writable(output)
+    _pyplot()  # a missing matplotlib is reported before any work
+    detector = _load(model)
+    limit, _ = detector.threshold_for(threshold)
+    frame = _read(data)
+    levels = detector.score_all(frame, threshold=limit, source=_source(data))
+    recon = detector.reconstruct(frame, source=_source(data))
+    with atomic_output(output) as tmp:
+        shown = plot_report(recon, levels["point"], detector.columns_,
+                            detector.time_col_ if detector.time_col_ in recon.columns else None,
+                            limit, tmp, image_format,
+                            f"{_source(data)} — {len(levels['event'])} anomalous stretch(es)")
+    if len(shown) < len(detector.columns_):
+        stderr.print(f"note: drew the first {len(shown)} of {len(detector.columns_)} columns")
+    stderr.print(f"wrote {output}")
+
+
+@app.command()
 def info(
     model: Annotated[str, typer.Argument(help="Model file.")] = DEFAULT_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
@@ -352,6 +512,8 @@ def info(
 
     _, meta = load_model_file(model)
     _load(model)  # the full check: tensors agree with the metadata
+    from lstmae.threshold import describe
+
     if as_json:
         print(json.dumps(meta, indent=2))
         return
@@ -366,8 +528,7 @@ def info(
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
         ("loss", meta["loss"]),
-        ("threshold", f"{th['value']:.6g} ({th['method']} {th.get('quantile')} of "
-                      f"{th['windows']} {th['source']} windows)"),
+        ("threshold", f"{th['value']:.6g} ({describe(th)})"),
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "
                      f"{tr['seconds']} s on {tr['device']}"),

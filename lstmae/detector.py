@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -21,18 +22,29 @@ import pandas as pd
 import torch
 
 from lstmae import __version__
+from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
-from lstmae.errors import DataError, ModelFileError, OptionError
+from lstmae.errors import DataError, LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
-from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig
-from lstmae.threshold import quantile_threshold
+from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors
 from lstmae.train import EpochReport, TrainResult, WindowSet, evaluate_errors, resolve_device, train
-from lstmae.windows import Scaler, average_over_windows, iter_batches, window_starts
+from lstmae.windows import (
+    Scaler,
+    average_over_windows,
+    dominant_period,
+    events_from_windows,
+    iter_batches,
+    last_window_ending_by,
+    window_starts,
+)
 
 # Fewer held-out windows than this cannot calibrate a 0.99 quantile or stop early
 # meaningfully; then training windows are used for both.
 MIN_HELDOUT_WINDOWS = 20
 SCORE_BATCH = 1024
+LEVELS = ("window", "point", "event")
+DEFAULT_WINDOW = 32
+AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
 
 
 class Detector:
@@ -44,7 +56,7 @@ class Detector:
 
     def __init__(
         self,
-        window: int = 32,
+        window: int | str = DEFAULT_WINDOW,
         stride: int = 1,
         hidden: int = 64,
         latent: int = 16,
@@ -57,7 +69,10 @@ class Detector:
         patience: int = 10,
         seed: int = 0,
         device: str = "auto",
+        threshold_method: str = "quantile",
         threshold_quantile: float = 0.99,
+        risk: float = 1e-3,
+        sigma: float = 3.0,
         columns: list[str] | None = None,
         time_col: str | None = None,
         fill: str | None = None,
@@ -75,7 +90,10 @@ class Detector:
         self.patience = patience
         self.seed = seed
         self.device = device
+        self.threshold_method = threshold_method
         self.threshold_quantile = threshold_quantile
+        self.risk = risk
+        self.sigma = sigma
         self.columns = columns
         self.time_col = time_col
         self.fill = fill
@@ -89,7 +107,10 @@ class Detector:
         def is_int(value) -> bool:
             return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-        for name, low in [("window", 2), ("stride", 1), ("hidden", 1), ("latent", 1),
+        if self.window != "auto":
+            need(is_int(self.window) and self.window >= 2, "window",
+                 "an integer of at least 2, or auto", self.window)
+        for name, low in [("stride", 1), ("hidden", 1), ("latent", 1),
                           ("layers", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1)]:
             value = getattr(self, name)
             need(is_int(value) and value >= low, name, f"an integer of at least {low}", value)
@@ -98,9 +119,9 @@ class Detector:
         need(self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", self.loss)
         need(isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1,
              "val_fraction", "at least 0 and below 1", self.val_fraction)
-        need(isinstance(self.threshold_quantile, (int, float))
-             and 0 < self.threshold_quantile < 1,
-             "threshold_quantile", "between 0 and 1", self.threshold_quantile)
+        thresholds.check_settings(
+            self.threshold_method, self.threshold_quantile, self.risk, self.sigma
+        )
         need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
 
     def fit(
@@ -121,7 +142,8 @@ class Detector:
         self.scaler_ = Scaler.fit(series.values, series.columns)
         scaled = torch.from_numpy(self.scaler_.transform(series.values))
         n_rows = len(scaled)
-        window_starts(n_rows, self.window, self.stride)  # fails early when too short
+        self.window_ = self._choose_window(scaled.numpy())
+        window_starts(n_rows, self.window_, self.stride)  # fails early when too short
 
         train_rows, val_rows = self._split(n_rows)
         train_set = self._window_set(scaled[:train_rows], device)
@@ -136,16 +158,30 @@ class Detector:
         )
         calibration = val_set if val_set is not None else train_set
         self.heldout_errors_ = evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
-        self.threshold_ = quantile_threshold(self.heldout_errors_, self.threshold_quantile)
+        self.threshold_, how = thresholds.calibrate(
+            self.heldout_errors_, self.threshold_method, self.threshold_quantile,
+            self.risk, self.sigma,
+        )
         self.threshold_info_ = {
-            "method": "quantile",
-            "quantile": self.threshold_quantile,
-            "source": result.monitored,
-            "windows": len(self.heldout_errors_),
+            **how, "source": result.monitored, "windows": len(self.heldout_errors_)
         }
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         return self
+
+    def _choose_window(self, scaled: np.ndarray) -> int:
+        if self.window != "auto":
+            return int(self.window)
+        period = dominant_period(scaled)
+        if period is None:
+            warnings.warn(
+                f"--window auto: no clear period in the training data; using {DEFAULT_WINDOW}",
+                LstmaeWarning,
+                stacklevel=3,
+            )
+            return DEFAULT_WINDOW
+        # One period per window, within what an LSTM handles well and fast.
+        return int(np.clip(period, AUTO_WINDOW_MIN, AUTO_WINDOW_MAX))
 
     def _split(self, n_rows: int) -> tuple[int, int]:
         """Rows for training and, at the end in time order, for validation.
@@ -155,14 +191,14 @@ class Detector:
         val_rows = int(round(n_rows * self.val_fraction))
         train_rows = n_rows - val_rows
         enough = (
-            val_rows - self.window + 1 >= MIN_HELDOUT_WINDOWS * self.stride
-            and train_rows >= self.window
+            val_rows - self.window_ + 1 >= MIN_HELDOUT_WINDOWS * self.stride
+            and train_rows >= self.window_
         )
         return (train_rows, val_rows) if enough else (n_rows, 0)
 
     def _window_set(self, scaled: torch.Tensor, device: torch.device) -> WindowSet:
-        starts = window_starts(len(scaled), self.window, self.stride)
-        return WindowSet(scaled.to(device), torch.from_numpy(starts).to(device), self.window)
+        starts = window_starts(len(scaled), self.window_, self.stride)
+        return WindowSet(scaled.to(device), torch.from_numpy(starts).to(device), self.window_)
 
     def _summary(self, series, train_set, val_set, result: TrainResult, device, started) -> dict:
         return {
@@ -196,23 +232,24 @@ class Detector:
             )
         time_col = self.time_col_ if self.time_col_ in frame.columns else None
         series = to_series(frame, self.columns_, time_col, self.fill, source)
-        return series, window_starts(len(series.values), self.window, self.stride)
+        return series, window_starts(len(series.values), self.window_, self.stride)
 
     @torch.inference_mode()
     def _run(self, series: Series, starts: np.ndarray, want: str) -> np.ndarray:
-        """Errors [N_w], latents [N_w, k] or reconstructions [N_w, T, D] (standardised)."""
+        """Per-column errors [N_w, D], latents [N_w, k] or reconstructions [N_w, T, D].
+
+        All in standardised units; a window's error is the mean of its column errors.
+        """
         values = torch.from_numpy(self.scaler_.transform(series.values))
-        view = values.unfold(0, self.window, 1).transpose(1, 2)
+        view = values.unfold(0, self.window_, 1).transpose(1, 2)
         outputs = []
         for batch in iter_batches(view, torch.from_numpy(starts), SCORE_BATCH):
             if want == "latent":
                 outputs.append(self.model_.encode(batch))
                 continue
             recon = self.model_(batch)
-            if want == "error":
-                from lstmae.model import window_errors
-
-                outputs.append(window_errors(recon, batch, self.loss))
+            if want == "column_errors":
+                outputs.append(column_errors(recon, batch, self.loss))
             else:
                 outputs.append(recon)
         return torch.cat(outputs).numpy()
@@ -222,24 +259,91 @@ class Detector:
             {
                 "window": np.arange(len(starts)),
                 "start": series.index[starts],
-                "end": series.index[starts + self.window - 1],
+                "end": series.index[starts + self.window_ - 1],
             }
         )
 
+    def threshold_for(
+        self,
+        threshold: float | None = None,
+        quantile: float | None = None,
+        risk: float | None = None,
+    ) -> tuple[float, str]:
+        """The threshold to score with, and where it came from.
+
+        An explicit `threshold` wins; `quantile` or `risk` re-derive one from the
+        held-out errors stored in the model; otherwise the model's own.
+        """
+        self._check_fitted()
+        if threshold is not None:
+            if not (math.isfinite(threshold) and threshold >= 0):
+                raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
+            return float(threshold), "--threshold"
+        if quantile is not None and risk is not None:
+            raise OptionError("give --threshold-quantile or --risk, not both")
+        if quantile is not None:
+            value, _ = thresholds.calibrate(self.heldout_errors_, "quantile", quantile=quantile)
+            return value, f"quantile {quantile} of held-out errors"
+        if risk is not None:
+            value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
+            return value, f"pot at risk {risk} of held-out errors"
+        return self.threshold_, f"model ({self.threshold_info_['method']})"
+
     def score(
-        self, frame: pd.DataFrame, threshold: float | None = None, source: str = "data"
+        self,
+        frame: pd.DataFrame,
+        threshold: float | None = None,
+        level: str = "window",
+        per_column: bool = False,
+        source: str = "data",
     ) -> pd.DataFrame:
-        """One row per window: window, start, end, error, threshold, anomaly."""
-        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
-            raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
-        series, starts = self._prepare(frame, source)
-        errors = self._run(series, starts, "error").astype(np.float64)
-        limit = self.threshold_ if threshold is None else float(threshold)
-        result = self._window_frame(series, starts)
-        result["error"] = errors
-        result["threshold"] = limit
-        result["anomaly"] = errors > limit
+        """Score new data at one of three levels.
+
+        window: one row per window: window, start, end, error, threshold, anomaly.
+        point:  one row per input row: <time column or row>, score, threshold,
+                anomaly. Causal: a row's score is the error of the latest window
+                that ends at it (stride 1: the window ending there); rows before
+                the first full window have no score (NaN) and are not anomalous.
+        event:  consecutive anomalous windows merged: event, start, end, windows,
+                peak_error, top_column (the column with the largest error).
+        per_column adds error_<col> to window and point rows.
+        """
+        if level not in LEVELS:
+            raise OptionError(f"--level must be one of {', '.join(LEVELS)} (got {level!r})")
+        result = self.score_all(frame, threshold, source)[level]
+        if not per_column:
+            result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
         return result
+
+    def score_all(
+        self, frame: pd.DataFrame, threshold: float | None = None, source: str = "data"
+    ) -> dict[str, pd.DataFrame]:
+        """All three levels of `score` from one pass of the model, with per-column errors."""
+        limit = self.threshold_for(threshold)[0]
+        series, starts = self._prepare(frame, source)
+        by_column = self._run(series, starts, "column_errors").astype(np.float64)
+        windows = self._window_frame(series, starts)
+        windows["error"] = by_column.mean(axis=1)
+        windows["threshold"] = limit
+        windows["anomaly"] = windows["error"].to_numpy() > limit
+        for i, col in enumerate(self.columns_):
+            windows[f"error_{col}"] = by_column[:, i]
+        return {
+            "window": windows,
+            "point": self._points(series, starts, windows),
+            "event": events_from_windows(windows, self.columns_),
+        }
+
+    def _points(self, series: Series, starts: np.ndarray, windows: pd.DataFrame) -> pd.DataFrame:
+        which = last_window_ending_by(starts, self.window_, len(series.values))
+        scored = which >= 0
+        picked = windows.drop(columns=["window", "start", "end"]).iloc[np.maximum(which, 0)]
+        picked = picked.rename(columns={"error": "score"}).reset_index(drop=True)
+        numeric = [c for c in picked.columns if c == "score" or c.startswith("error_")]
+        picked.loc[~scored, numeric] = np.nan
+        picked.loc[~scored, "anomaly"] = False
+        picked.insert(0, series.time_col or "row", series.index)
+        return picked
 
     def encode(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
         """One row per window: window, start, end, z0 ... z{k-1}."""
@@ -285,7 +389,7 @@ class Detector:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "columns": self.columns_,
             "time_col": self.time_col_,
-            "window": self.window,
+            "window": self.window_,
             "stride": self.stride,
             "loss": self.loss,
             "model": self.config_.to_dict(),
@@ -294,8 +398,10 @@ class Detector:
             "params": {
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "val_fraction": self.val_fraction, "patience": self.patience,
-                "seed": self.seed, "device": self.device,
-                "threshold_quantile": self.threshold_quantile, "fill": self.fill,
+                "seed": self.seed, "device": self.device, "window": self.window,
+                "threshold_method": self.threshold_method,
+                "threshold_quantile": self.threshold_quantile, "risk": self.risk,
+                "sigma": self.sigma, "fill": self.fill,
             },
         }
 
@@ -306,14 +412,15 @@ class Detector:
         try:
             params = meta["params"]
             det = cls(
-                window=int(meta["window"]), stride=int(meta["stride"]), loss=meta["loss"],
+                window=params["window"], stride=int(meta["stride"]), loss=meta["loss"],
                 hidden=meta["model"]["hidden"], latent=meta["model"]["latent"],
                 layers=meta["model"]["layers"], columns=list(meta["columns"]),
                 time_col=meta["time_col"],
                 **{k: params[k] for k in ("epochs", "batch_size", "lr", "val_fraction",
-                                          "patience", "seed", "device", "threshold_quantile",
-                                          "fill")},
+                                          "patience", "seed", "device", "threshold_method",
+                                          "threshold_quantile", "risk", "sigma", "fill")},
             )
+            det.window_ = int(meta["window"])
             det.columns_ = [str(c) for c in meta["columns"]]
             det.time_col_ = meta["time_col"]
             det.config_ = ModelConfig(**meta["model"])

@@ -73,7 +73,12 @@ def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, loss: st
 
 def window_errors(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
     """One error per window: the mean squared (mse) or absolute (l1) error over T and D."""
+    return column_errors(prediction, target, loss).mean(dim=1)
+
+
+def column_errors(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """One error per window and feature [B, D]: the mean over the window's T steps."""
     check_same_shape(prediction, target)
     diff = prediction.float() - target.float()
     per_value = diff.square() if loss == "mse" else diff.abs()
-    return per_value.mean(dim=(1, 2))
+    return per_value.mean(dim=1)

@@ -1,16 +1,82 @@
-"""Choosing the anomaly threshold from errors of windows known to be normal."""
+"""Choosing the anomaly threshold from errors of windows known to be normal.
+
+Three methods, all on the held-out windows' errors (stored in the model, so a
+threshold can be re-derived at score time without refitting):
+
+- quantile: the q-quantile; about (1 - q) of normal windows exceed it.
+- pot: peaks over threshold (Siffer et al., KDD 2017). The errors above an
+  initial high quantile are fitted with a generalised Pareto distribution, and
+  the threshold is where the fitted tail's probability falls to `risk`. It
+  extrapolates beyond the largest held-out error, which a quantile cannot.
+- sigma: mean + k standard deviations.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from lstmae.errors import OptionError
 
+METHODS = ("quantile", "pot", "sigma")
+POT_INITIAL_QUANTILE = 0.98
+MIN_POT_PEAKS = 10
 
-def quantile_threshold(errors: np.ndarray, quantile: float) -> float:
-    """The `quantile` of held-out normal errors: about (1 - q) of normal windows exceed it."""
-    if not 0.0 < quantile < 1.0:
-        raise OptionError(f"--threshold-quantile must be between 0 and 1 (got {quantile})")
-    if len(errors) == 0:
+
+def check_settings(method: str, quantile: float, risk: float, sigma: float) -> None:
+    """Refuse settings that cannot give a threshold, naming the option."""
+    if method not in METHODS:
+        raise OptionError(
+            f"--threshold-method must be one of {', '.join(METHODS)} (got {method!r})"
+        )
+    if not (isinstance(quantile, (int, float)) and 0.0 < quantile < 1.0):
+        raise OptionError(f"--threshold-quantile must be between 0 and 1 (got {quantile!r})")
+    if not (isinstance(risk, (int, float)) and 0.0 < risk < 1.0):
+        raise OptionError(f"--risk must be between 0 and 1, e.g. 1e-3 (got {risk!r})")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise OptionError(f"--sigma must be a positive number (got {sigma!r})")
+
+
+def calibrate(
+    errors: np.ndarray, method: str, quantile: float = 0.99, risk: float = 1e-3, sigma: float = 3.0
+) -> tuple[float, dict]:
+    """The threshold and a description of how it was set (stored in the model)."""
+    check_settings(method, quantile, risk, sigma)
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.size == 0:
         raise ValueError("no errors to calibrate a threshold from")
-    return float(np.quantile(errors, quantile))
+    if method == "quantile":
+        return float(np.quantile(errors, quantile)), {"method": method, "quantile": quantile}
+    if method == "sigma":
+        value = float(errors.mean() + sigma * errors.std())
+        return value, {"method": method, "sigma": sigma}
+    return pot_threshold(errors, risk), {"method": method, "risk": risk}
+
+
+def pot_threshold(errors: np.ndarray, risk: float) -> float:
+    """Peaks-over-threshold: the level exceeded with probability `risk` under a GPD tail."""
+    from scipy.stats import genpareto
+
+    initial = float(np.quantile(errors, POT_INITIAL_QUANTILE))
+    peaks = errors[errors > initial] - initial
+    if peaks.size < MIN_POT_PEAKS or np.ptp(peaks) <= 0:
+        # Too few peaks for a tail fit: fall back to the empirical quantile.
+        return float(np.quantile(errors, 1.0 - risk))
+    shape, _, scale = genpareto.fit(peaks, floc=0.0)
+    ratio = risk * errors.size / peaks.size
+    if abs(shape) < 1e-8:
+        return initial - scale * math.log(ratio)
+    return initial + scale / shape * (ratio ** (-shape) - 1.0)
+
+
+def describe(info: dict) -> str:
+    """How a threshold was set, in words: 'quantile 0.99 of 1179 validation windows'."""
+    method = info.get("method")
+    if method == "quantile":
+        how = f"quantile {info['quantile']}"
+    elif method == "pot":
+        how = f"peaks over threshold at risk {info['risk']:g}"
+    else:
+        how = f"mean + {info['sigma']:g} sd"
+    return f"{how} of {info['windows']} {info['source']} windows' errors"

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lstmae.errors import DataError, LstmaeWarning
@@ -86,3 +87,72 @@ def average_over_windows(per_window: np.ndarray, starts: np.ndarray, n_rows: int
         sums[starts + step] += per_window[:, step, :]
         counts[starts + step] += 1
     return sums / counts[:, None]
+
+
+def last_window_ending_by(starts: np.ndarray, window: int, n_rows: int) -> np.ndarray:
+    """For each row, the index of the latest window that ends at or before it (-1: none).
+
+    This is the causal window -> point mapping: a row's score uses only that row
+    and rows before it. With stride 1 it is the window that ends at the row.
+    """
+    ends = starts + window - 1
+    return np.searchsorted(ends, np.arange(n_rows), side="right") - 1
+
+
+def anomalous_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) indices of each run of consecutive True values."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+EVENT_COLUMNS = ["event", "start", "end", "windows", "peak_error", "top_column"]
+
+
+def events_from_windows(windows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Merge runs of consecutive anomalous windows into events.
+
+    `windows` is window-level output with error_<col> columns; an event's
+    top_column is the column with the largest error summed over its windows.
+    """
+    by_column = windows[[f"error_{col}" for col in columns]].to_numpy()
+    rows = []
+    for first, last in anomalous_runs(windows["anomaly"].to_numpy()):
+        rows.append({
+            "event": len(rows),
+            "start": windows["start"].iloc[first],
+            "end": windows["end"].iloc[last],
+            "windows": last - first + 1,
+            "peak_error": float(windows["error"].iloc[first : last + 1].max()),
+            "top_column": columns[int(np.argmax(by_column[first : last + 1].sum(axis=0)))],
+        })
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
+
+
+def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int | None:
+    """The period of the series: a lag in [low, high] where the autocorrelation peaks.
+
+    Only lags up to a third of the series count, so that a period is seen at
+    least three times. None when no lag is a local maximum with clearly
+    positive autocorrelation (noise, trends): there is no period to match.
+    """
+    n_rows = len(values)
+    high = min(high, n_rows // 3)
+    if high <= low:
+        return None
+    centred = values - values.mean(axis=0)
+    size = 1 << int(np.ceil(np.log2(2 * n_rows)))  # zero padding: no circular wrap-around
+    spectrum = np.fft.rfft(centred, n=size, axis=0)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=0)[: high + 2]
+    variance = acf[0]
+    usable = variance > 0
+    if not usable.any():
+        return None
+    acf = (acf[:, usable] / variance[usable]).mean(axis=1)
+    lags = np.arange(low, high + 1)
+    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1]) & (acf[lags] > 0.1)]
+    if peaks.size == 0:
+        return None
+    # The shortest strong period: a daily cycle rather than the week it repeats in.
+    strong = peaks[acf[peaks] >= 0.8 * acf[peaks].max()]
+    return int(strong[0])

@@ -1,0 +1,116 @@
+"""Point, window and event levels, per-column errors, thresholds, --window auto."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmae import Detector
+from lstmae.errors import OptionError
+from lstmae.threshold import calibrate, pot_threshold
+from lstmae.windows import anomalous_runs, dominant_period, last_window_ending_by
+
+
+def test_point_scores_are_causal_and_unscored_rows_are_nan(small_detector, small_frame):
+    windows = small_detector.score(small_frame)
+    points = small_detector.score(small_frame, level="point")
+    assert list(points.columns) == ["timestamp", "score", "threshold", "anomaly"]
+    assert len(points) == len(small_frame)
+    assert points["score"].iloc[:15].isna().all()  # window 16: rows 0..14 have no full window
+    assert not points["anomaly"].iloc[:15].any()
+    # row t scores the window that ends at t
+    np.testing.assert_array_equal(points["score"].iloc[15:].to_numpy(), windows["error"])
+    assert (points["timestamp"].iloc[15:].to_numpy() == pd.to_datetime(windows["end"])).all()
+
+
+def test_point_score_uses_only_past_rows(small_detector, small_frame):
+    changed = small_frame.copy()
+    changed.loc[300:, ["a", "b", "c"]] += 5.0  # the future changes...
+    before = small_detector.score(small_frame, level="point")["score"]
+    after = small_detector.score(changed, level="point")["score"]
+    np.testing.assert_array_equal(before.iloc[:300], after.iloc[:300])  # ...the past does not
+    assert (after.iloc[300:] > before.iloc[300:]).all()
+
+
+def test_last_window_ending_by_with_stride():
+    starts = np.array([0, 3, 6])  # window 4 -> ends 3, 6, 9
+    assert last_window_ending_by(starts, 4, 10).tolist() == [-1, -1, -1, 0, 0, 0, 1, 1, 1, 2]
+
+
+def test_per_column_errors_average_to_the_window_error(small_detector, small_frame):
+    windows = small_detector.score(small_frame, per_column=True)
+    per_col = windows[["error_a", "error_b", "error_c"]].to_numpy()
+    np.testing.assert_allclose(per_col.mean(axis=1), windows["error"], rtol=1e-6)
+    points = small_detector.score(small_frame, level="point", per_column=True)
+    assert {"error_a", "error_b", "error_c"} <= set(points.columns)
+
+
+def test_events_merge_runs_and_name_the_column_at_fault(small_detector, small_frame):
+    broken = small_frame.copy()
+    broken.loc[200:209, "b"] += 4.0  # only column b misbehaves
+    events = small_detector.score(broken, level="event")
+    assert list(events.columns) == ["event", "start", "end", "windows", "peak_error", "top_column"]
+    assert len(events) >= 1
+    main = events.loc[events["peak_error"].idxmax()]
+    assert main["top_column"] == "b"
+    assert pd.Timestamp(main["start"]) <= broken["timestamp"][200]
+    assert pd.Timestamp(main["end"]) >= broken["timestamp"][209]
+    windows = small_detector.score(broken)
+    assert events["windows"].sum() == windows["anomaly"].sum()
+
+
+def test_anomalous_runs():
+    flags = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert anomalous_runs(flags) == [(1, 2), (5, 5), (7, 9)]
+    assert anomalous_runs(np.zeros(3, bool)) == []
+
+
+def test_threshold_methods():
+    rng = np.random.default_rng(0)
+    errors = rng.exponential(1.0, 20000)
+    q, how = calibrate(errors, "quantile", quantile=0.99)
+    assert how == {"method": "quantile", "quantile": 0.99} and abs(q - np.log(100)) < 0.15
+    s, _ = calibrate(errors, "sigma", sigma=3.0)
+    assert abs(s - (errors.mean() + 3 * errors.std())) < 1e-9
+    # exponential tail: P(X > x) = exp(-x), so risk 1e-4 sits at ln(1e4) = 9.2,
+    # beyond every sample but a few: POT extrapolates where a quantile cannot
+    p = pot_threshold(errors, 1e-4)
+    assert abs(p - np.log(1e4)) < 1.0
+    with pytest.raises(OptionError, match="--risk"):
+        calibrate(errors, "pot", risk=2.0)
+    with pytest.raises(OptionError, match="--threshold-method"):
+        calibrate(errors, "median")
+
+
+def test_threshold_rederived_from_stored_errors_without_refit(small_detector, small_frame):
+    loose, source = small_detector.threshold_for(quantile=0.5)
+    assert loose == pytest.approx(np.quantile(small_detector.heldout_errors_, 0.5))
+    assert "quantile 0.5" in source
+    strict, _ = small_detector.threshold_for(quantile=0.999)
+    low = small_detector.score(small_frame, threshold=loose)["anomaly"].sum()
+    high = small_detector.score(small_frame, threshold=strict)["anomaly"].sum()
+    assert low >= high
+    assert small_detector.threshold_for(risk=1e-3)[1].startswith("pot")
+    with pytest.raises(OptionError, match="not both"):
+        small_detector.threshold_for(quantile=0.9, risk=1e-3)
+
+
+@pytest.mark.parametrize("method,key", [("pot", "risk"), ("sigma", "sigma")])
+def test_fit_with_other_threshold_methods_records_them(small_frame, method, key):
+    det = Detector(window=16, hidden=8, latent=2, epochs=2, threshold_method=method,
+                   device="cpu").fit(small_frame)
+    assert det.threshold_info_["method"] == method and key in det.threshold_info_
+    assert det.threshold_ > 0
+
+
+def test_dominant_period_and_window_auto():
+    t = np.arange(3000)
+    daily = np.sin(2 * np.pi * t / 48)[:, None]
+    assert dominant_period(daily) == 48
+    weekly_and_daily = daily + 0.3 * np.sin(2 * np.pi * t / 336)[:, None]
+    assert dominant_period(weekly_and_daily) == 48  # the short cycle, not the week
+    noise = np.random.default_rng(0).standard_normal((3000, 1))
+    assert dominant_period(noise) is None
+    frame = pd.DataFrame({"value": np.sin(2 * np.pi * np.arange(600) / 40)})
+    det = Detector(window="auto", hidden=8, latent=2, epochs=1, device="cpu").fit(frame)
+    assert det.window_ == 40
+    assert det.metadata()["window"] == 40 and det.metadata()["params"]["window"] == "auto"
