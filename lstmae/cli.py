@@ -9,6 +9,7 @@ module level: `lstmae --help` and `--version` stay fast.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sys
 import warnings
@@ -90,6 +91,12 @@ FillOpt = Annotated[
     Fill | None,
     typer.Option("--fill", help="Missing or non-finite values: an error unless you pick a fix."),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="CPU threads for torch. Default: 1 for small models (faster, and "
+                 "robust when other work shares the machine), up to all cores for large ones.",
+                 min=1),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 
 
@@ -138,6 +145,13 @@ def _read(data: str):
     from lstmae.io import read_table
 
     return read_table(data)
+
+
+def _use_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def _load(model: str):
@@ -196,7 +210,21 @@ def _cell(value) -> str:
 
 
 # ---------------------------------------------------------------- commands
-@app.command()
+def command(function):
+    """Register a command; Ctrl-C in it ends with one line and exit status 130."""
+
+    @functools.wraps(function)
+    def interruptible(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except KeyboardInterrupt:
+            stderr.print("interrupted: nothing was written", markup=False)
+            raise typer.Exit(130) from None
+
+    return app.command()(interruptible)
+
+
+@command
 def fit(
     data: DataArg,
     model: ModelOpt = DEFAULT_MODEL,
@@ -242,6 +270,10 @@ def fit(
     ] = 1e-3,
     sigma: Annotated[float, typer.Option(help="sigma: standard deviations above the mean.")] = 3.0,
     fill: FillOpt = None,
+    threads: ThreadsOpt = None,
+    save_on_interrupt: Annotated[
+        bool, typer.Option(help="On Ctrl-C, stop and write the best model so far.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model on normal data and write it to one model file.
@@ -262,8 +294,9 @@ def fit(
         risk=risk, sigma=sigma, columns=_columns(columns), time_col=time_col,
         fill=fill.value if fill else None,
     )
-    show_progress = not quiet and stderr.is_terminal
-    if show_progress:
+    _use_threads(threads)
+    fit_args = {"source": _source(data), "keep_best_on_interrupt": save_on_interrupt}
+    if not quiet and stderr.is_terminal:
         from rich.progress import Progress
 
         with Progress(console=stderr, transient=True) as bar:
@@ -274,10 +307,14 @@ def fit(
                 bar.update(task, completed=r.epoch,
                            description=f"epoch {r.epoch}/{r.epochs}: train {r.train_loss:.4g}{val}")
 
-            detector.fit(frame, progress=report, source=_source(data))
+            detector.fit(frame, progress=report, **fit_args)
     else:
-        detector.fit(frame, source=_source(data))
+        detector.fit(frame, **fit_args)
     detector.save(model)
+    if detector.training_["interrupted"]:
+        stderr.print(f"interrupted: wrote {model} with the best epoch so far "
+                     f"({detector.training_['best_epoch']})", markup=False)
+        raise typer.Exit(130)
     if not quiet:
         from lstmae.threshold import describe
 
@@ -299,7 +336,7 @@ class Level(str, enum.Enum):
     event = "event"
 
 
-@app.command()
+@command
 def score(
     data: DataArg,
     model: ModelOpt = DEFAULT_MODEL,
@@ -327,6 +364,7 @@ def score(
     fail_on_anomaly: Annotated[
         bool, typer.Option(help="Exit with status 1 when any window is anomalous.")
     ] = False,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score new data: reconstruction error, threshold and anomalies per window, row or event.
@@ -336,6 +374,7 @@ def score(
     if threshold is not None and not (threshold >= 0 and threshold != float("inf")):
         raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
     out_format = _output_format(fmt, output)
+    _use_threads(threads)
     detector = _load(model)
     limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk)
     levels = detector.score_all(_read(data), threshold=limit, source=_source(data))
@@ -375,41 +414,45 @@ def score(
         raise typer.Exit(1)
 
 
-@app.command()
+@command
 def encode(
     data: DataArg,
     model: ModelOpt = DEFAULT_MODEL,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     top: TopOpt = 20,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write each window's latent vector: window, start, end, z0 ... z{k-1}.
 
     Example: lstmae encode server_test.csv -m server.lstmae -o latent.parquet
     """
     out_format = _output_format(fmt, output)
+    _use_threads(threads)
     result = _load(model).encode(_read(data), source=_source(data))
     _emit(result, out_format, output, "latent vectors", top)
 
 
-@app.command()
+@command
 def reconstruct(
     data: DataArg,
     model: ModelOpt = DEFAULT_MODEL,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     top: TopOpt = 20,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write the reconstructed series beside the original: <col> and <col>_recon per column.
 
     Example: lstmae reconstruct server_test.csv -m server.lstmae -o recon.csv
     """
     out_format = _output_format(fmt, output)
+    _use_threads(threads)
     result = _load(model).reconstruct(_read(data), source=_source(data))
     _emit(result, out_format, output, "reconstruction", top)
 
 
-@app.command()
+@command
 def evaluate(
     data: DataArg,
     labels: Annotated[
@@ -459,7 +502,7 @@ def evaluate(
     Console().print(table)
 
 
-@app.command()
+@command
 def plot(
     data: DataArg,
     output: Annotated[
@@ -499,7 +542,7 @@ def plot(
     stderr.print(f"wrote {output}")
 
 
-@app.command()
+@command
 def info(
     model: Annotated[str, typer.Argument(help="Model file.")] = DEFAULT_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
@@ -541,23 +584,30 @@ def info(
 
 
 # ---------------------------------------------------------------- entry point
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, LstmaeWarning):
-        stderr.print(f"warning: {message}", markup=False)
-    else:
-        stderr.print(f"warning: {category.__name__}: {message}", markup=False)
-
-
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit status: 0 ok, 1 anomalies (--fail-on-anomaly), 2 error."""
-    warnings.showwarning = _show_warning
+    """Run the CLI and return the exit status: 0 ok, 1 anomalies (--fail-on-anomaly), 2 error.
+
+    Warnings about the data are held back and printed once the command has
+    succeeded: a failing command prints exactly one line, its error.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", LstmaeWarning)
+        status = _run(argv)
+    if status in (0, 1):
+        for warning in caught:
+            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+    return status
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         status = app(args=argv, prog_name="lstmae", standalone_mode=False)
     except LstmaeError as exc:
         _error(str(exc))
         return 2
-    except KeyboardInterrupt:
-        _error("interrupted; nothing was written")
+    except KeyboardInterrupt:  # outside a command, e.g. while starting up
+        stderr.print("interrupted: nothing was written", markup=False)
         return 130
     except BrokenPipeError:
         # The reader (e.g. `head`) went away: not an error worth a traceback.

@@ -129,8 +129,13 @@ class Detector:
         frame: pd.DataFrame,
         progress: Callable[[EpochReport], None] | None = None,
         source: str = "data",
+        keep_best_on_interrupt: bool = False,
     ) -> Detector:
-        """Train on a frame of normal behaviour and calibrate the threshold."""
+        """Train on a frame of normal behaviour and calibrate the threshold.
+
+        keep_best_on_interrupt: on Ctrl-C after at least one epoch, stop training
+        and finish with the best epoch so far (training_["interrupted"] says so).
+        """
         self._check_params()
         device = resolve_device(self.device)
         series = to_series(frame, self.columns, self.time_col, self.fill, source)
@@ -144,6 +149,12 @@ class Detector:
         n_rows = len(scaled)
         self.window_ = self._choose_window(scaled.numpy())
         window_starts(n_rows, self.window_, self.stride)  # fails early when too short
+        if self.stride > n_rows - self.window_ + 1:
+            raise OptionError(
+                f"--stride {self.stride} is larger than the {n_rows - self.window_ + 1} "
+                f"window positions of {source} ({n_rows} rows, window {self.window_}); "
+                "use a smaller --stride"
+            )
 
         train_rows, val_rows = self._split(n_rows)
         train_set = self._window_set(scaled[:train_rows], device)
@@ -155,6 +166,7 @@ class Detector:
             self.model_, train_set, val_set,
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, loss=self.loss,
             patience=self.patience, seed=self.seed, progress=progress,
+            keep_best_on_interrupt=keep_best_on_interrupt,
         )
         calibration = val_set if val_set is not None else train_set
         self.heldout_errors_ = evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
@@ -210,6 +222,7 @@ class Detector:
             "best_loss": result.best_loss,
             "monitored": result.monitored,
             "stopped_early": result.stopped_early,
+            "interrupted": result.interrupted,
             "seconds": round(time.perf_counter() - started, 3),
             "device": str(device),
             "first_time": _jsonable(series.index[0]),
@@ -287,7 +300,7 @@ class Detector:
         if risk is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
             return value, f"pot at risk {risk} of held-out errors"
-        return self.threshold_, f"model ({self.threshold_info_['method']})"
+        return self.threshold_, f"the model's {self.threshold_info_['method']} threshold"
 
     def score(
         self,

@@ -61,6 +61,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    interrupted: bool = False
 
 
 @dataclass
@@ -83,8 +84,13 @@ def train(
     patience: int,
     seed: int,
     progress: Callable[[EpochReport], None] | None = None,
+    keep_best_on_interrupt: bool = False,
 ) -> TrainResult:
-    """Train in place; on return the model holds the weights of its best epoch."""
+    """Train in place; on return the model holds the weights of its best epoch.
+
+    Ctrl-C (KeyboardInterrupt) propagates, unless keep_best_on_interrupt is set
+    and an epoch has finished: then training stops and the best epoch is kept.
+    """
     device = train_set.values.device
     use_amp = device.type == "cuda"
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -93,40 +99,34 @@ def train(
     best_loss, best_epoch, best_state = math.inf, 0, None
     history: list[dict] = []
     started = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = train_set.starts[torch.randperm(len(train_set), generator=generator).to(device)]
-        total = torch.zeros((), device=device)
-        for batch in iter_batches(view, order, batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                prediction = model(batch)
-            batch_loss = reconstruction_loss(prediction, batch, loss)
-            batch_loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total += batch_loss.detach() * len(batch)
-        train_loss = total.item() / len(train_set)  # the one host sync of the epoch
-        if not math.isfinite(train_loss):
-            raise TrainingError(
-                f"training loss became {train_loss} in epoch {epoch}; "
-                "try a smaller --lr, or check the data for extreme values"
-            )
-        val_loss = None
-        if val_set is not None:
-            val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
-        monitored = val_loss if val_loss is not None else train_loss
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        if progress is not None:
-            progress(EpochReport(epoch, epochs, train_loss, val_loss))
-        if monitored < best_loss * (1 - 1e-4):
-            best_loss, best_epoch = monitored, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif val_set is not None and epoch - best_epoch >= patience:
-            # Without held-out data there is nothing to stop early on: a noisy
-            # training loss would end tiny fits too soon, so all epochs run.
-            break
+    epoch, interrupted = 0, False
+    try:
+        for epoch in range(1, epochs + 1):
+            train_loss = _train_epoch(model, optimizer, view, train_set, batch_size, loss,
+                                      generator, use_amp)
+            if not math.isfinite(train_loss):
+                raise TrainingError(
+                    f"training loss became {train_loss} in epoch {epoch}; "
+                    "try a smaller --lr, or check the data for extreme values"
+                )
+            val_loss = None
+            if val_set is not None:
+                val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
+            monitored = val_loss if val_loss is not None else train_loss
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            if progress is not None:
+                progress(EpochReport(epoch, epochs, train_loss, val_loss))
+            if monitored < best_loss * (1 - 1e-4):
+                best_loss, best_epoch = monitored, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif val_set is not None and epoch - best_epoch >= patience:
+                # Without held-out data there is nothing to stop early on: a noisy
+                # training loss would end tiny fits too soon, so all epochs run.
+                break
+    except KeyboardInterrupt:
+        if not keep_best_on_interrupt or best_state is None:
+            raise
+        interrupted = True
     if best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(
@@ -137,7 +137,26 @@ def train(
         history=history,
         seconds=time.perf_counter() - started,
         stopped_early=epoch < epochs,
+        interrupted=interrupted,
     )
+
+
+def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator, use_amp) -> float:
+    """One pass over the training windows in a random order; the mean loss."""
+    device = train_set.values.device
+    model.train()
+    order = train_set.starts[torch.randperm(len(train_set), generator=generator).to(device)]
+    total = torch.zeros((), device=device)
+    for batch in iter_batches(view, order, batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            prediction = model(batch)
+        batch_loss = reconstruction_loss(prediction, batch, loss)
+        batch_loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        total += batch_loss.detach() * len(batch)
+    return total.item() / len(train_set)  # the one host sync of the epoch
 
 
 @torch.inference_mode()
