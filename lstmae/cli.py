@@ -8,6 +8,7 @@ module level: `lstmae --help` and `--version` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -90,6 +91,10 @@ TopOpt = Annotated[int, typer.Option("--top", help="Rows shown in the terminal t
 FillOpt = Annotated[
     Fill | None,
     typer.Option("--fill", help="Missing or non-finite values: an error unless you pick a fix."),
+]
+BatchRowsOpt = Annotated[
+    int | None, typer.Option(help="Rows read and scored at a time (default 100000); memory "
+                             "stays bounded by it, whatever the file size.", min=1)
 ]
 ThreadsOpt = Annotated[
     int | None,
@@ -180,27 +185,49 @@ def _output_format(fmt: Format | None, output: str | None) -> str:
     return chosen
 
 
-def _emit(frame, fmt: str, output: str | None, title: str, top: int) -> None:
-    if fmt == "table":
-        _print_table(frame, title, top)
-        return
-    from lstmae.io import write_table
+def _write_rows(parts, fmt: str, output: str | None, top: int):
+    """Write frames as they come; for a table, keep the first `top` rows to show.
 
-    write_table(frame, output, fmt)
+    Returns the rows kept (with attrs["rows"] = how many rows there were in all).
+    """
+    import pandas as pd
+
+    from lstmae.io import TableWriter
+
+    kept, total = [], 0
+    with contextlib.nullcontext() if fmt == "table" else TableWriter(output, fmt) as writer:
+        for frame in parts:
+            if writer is not None:
+                writer.write(frame)
+            elif total < top:
+                kept.append(frame.head(top - total))
+            total += len(frame)
+    shown = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+    shown.attrs["rows"] = total
+    return shown
 
 
-def _print_table(frame, title: str, top: int, highlight: str | None = None) -> None:
+def pd_concat(frames):
+    """Concatenate frames, skipping None; an empty frame when there are none."""
+    import pandas as pd
+
+    frames = [f for f in frames if f is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _print_table(frame, title: str, total: int, highlight: str | None = None) -> None:
+    """Print the rows of `frame` (some of `total` rows) as a rich table."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     for col in frame.columns:
         table.add_column(str(col), justify="left" if col in ("start", "end") else "right")
-    for _, row in frame.head(top).iterrows():
+    for _, row in frame.iterrows():
         style = "bold red" if highlight and bool(row[highlight]) else None
         table.add_row(*(_cell(v) for v in row), style=style)
     Console().print(table)
-    if len(frame) > top:
-        Console().print(f"… {len(frame) - top} more rows; use --top N or -o FILE for all")
+    if total > len(frame):
+        Console().print(f"… {total - len(frame)} more rows; use --top N or -o FILE for all")
 
 
 def _cell(value) -> str:
@@ -364,6 +391,7 @@ def score(
     fail_on_anomaly: Annotated[
         bool, typer.Option(help="Exit with status 1 when any window is anomalous.")
     ] = False,
+    batch_rows: BatchRowsOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -377,39 +405,59 @@ def score(
     _use_threads(threads)
     detector = _load(model)
     limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk)
-    levels = detector.score_all(_read(data), threshold=limit, source=_source(data))
-    windows, events, result = levels["window"], levels["event"], levels[level.value]
-    if not per_column:
-        result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
-    anomalies = int(windows["anomaly"].sum())
+    from lstmae.io import iter_frames
+
+    parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
+                                source=_source(data))
+    windows = anomalies = 0
+    events, n_events, top_windows = [], 0, None
+
+    def results():
+        nonlocal windows, anomalies, n_events, top_windows
+        for part in parts:
+            windows += len(part["window"])
+            anomalies += int(part["window"]["anomaly"].sum())
+            if n_events < top:
+                events.append(part["event"].head(top - n_events))
+            n_events += len(part["event"])
+            result = part[level.value]
+            if not per_column:
+                result = result.drop(columns=[c for c in result.columns
+                                              if c.startswith("error_")])
+            if out_format == "table" and level is Level.window:
+                top_windows = pd_concat([top_windows, result]).nlargest(top, "error")
+            yield result
+
+    if out_format == "table" and level is Level.window:
+        for _ in results():
+            pass
+    else:
+        shown = _write_rows(results(), out_format, output, top)
+    events = pd_concat(events)
     summary = (
-        f"{len(windows)} windows, {anomalies} anomalous ({anomalies / len(windows):.1%}) "
-        f"in {len(events)} event(s), at threshold {limit:.4g} ({limit_source})"
+        f"{windows} windows, {anomalies} anomalous ({anomalies / max(windows, 1):.1%}) "
+        f"in {n_events} event(s), at threshold {limit:.4g} ({limit_source})"
     )
-    if level is Level.point and detector.window > 1:
-        summary += f"; the first {detector.window - 1} rows have no score (no full window yet)"
+    if level is Level.point and detector.window_ > 1:
+        summary += f"; the first {detector.window_ - 1} rows have no score (no full window yet)"
     if out_format == "table":
         Console().print(summary)
         if level is Level.window:
-            if len(events):
-                _print_table(events, "events (consecutive anomalous windows)", top)
-            shown = result.sort_values("error", ascending=False, kind="stable")
-            _print_table(shown, f"top {min(top, len(shown))} windows by error", top, "anomaly")
+            if n_events:
+                _print_table(events, "events (consecutive anomalous windows)", n_events)
+            _print_table(top_windows, f"top {len(top_windows)} windows by error", windows,
+                         "anomaly")
         else:
-            _print_table(result, f"{level.value} scores", top, "anomaly"
-                         if "anomaly" in result.columns else None)
-    else:
-        from lstmae.io import write_table
-
-        write_table(result, output, out_format)
-        if not quiet:
-            stderr.print(summary, soft_wrap=True)
-            for event in events.head(10).itertuples():
-                stderr.print(f"  event {event.event}: {event.start} .. {event.end}, "
-                             f"{event.windows} windows, peak {event.peak_error:.4g}, "
-                             f"mostly {event.top_column}", soft_wrap=True)
-            if len(events) > 10:
-                stderr.print(f"  … {len(events) - 10} more events (--level event lists all)")
+            _print_table(shown, f"{level.value} scores", shown.attrs["rows"],
+                         "anomaly" if "anomaly" in shown.columns else None)
+    elif not quiet:
+        stderr.print(summary, soft_wrap=True)
+        for event in events.head(10).itertuples():
+            stderr.print(f"  event {event.event}: {event.start} .. {event.end}, "
+                         f"{event.windows} windows, peak {event.peak_error:.4g}, "
+                         f"mostly {event.top_column}", soft_wrap=True)
+        if n_events > 10:
+            stderr.print(f"  … {n_events - 10} more events (--level event lists all)")
     if fail_on_anomaly and anomalies:
         raise typer.Exit(1)
 
@@ -421,6 +469,7 @@ def encode(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     top: TopOpt = 20,
+    batch_rows: BatchRowsOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Write each window's latent vector: window, start, end, z0 ... z{k-1}.
@@ -429,8 +478,12 @@ def encode(
     """
     out_format = _output_format(fmt, output)
     _use_threads(threads)
-    result = _load(model).encode(_read(data), source=_source(data))
-    _emit(result, out_format, output, "latent vectors", top)
+    from lstmae.io import iter_frames
+
+    parts = _load(model).iter_encode(iter_frames(data, batch_rows), source=_source(data))
+    shown = _write_rows(parts, out_format, output, top)
+    if out_format == "table":
+        _print_table(shown, "latent vectors", shown.attrs["rows"])
 
 
 @command
@@ -440,6 +493,7 @@ def reconstruct(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     top: TopOpt = 20,
+    batch_rows: BatchRowsOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Write the reconstructed series beside the original: <col> and <col>_recon per column.
@@ -448,8 +502,12 @@ def reconstruct(
     """
     out_format = _output_format(fmt, output)
     _use_threads(threads)
-    result = _load(model).reconstruct(_read(data), source=_source(data))
-    _emit(result, out_format, output, "reconstruction", top)
+    from lstmae.io import iter_frames
+
+    parts = _load(model).iter_reconstruct(iter_frames(data, batch_rows), source=_source(data))
+    shown = _write_rows(parts, out_format, output, top)
+    if out_format == "table":
+        _print_table(shown, "reconstruction", shown.attrs["rows"])
 
 
 @command

@@ -14,7 +14,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 
 import numpy as np
@@ -24,17 +24,16 @@ import torch
 from lstmae import __version__
 from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
-from lstmae.errors import DataError, LstmaeWarning, ModelFileError, OptionError
+from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
 from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors
+from lstmae.stream import EventTracker, Piece, pieces
 from lstmae.train import EpochReport, TrainResult, WindowSet, evaluate_errors, resolve_device, train
 from lstmae.windows import (
     Scaler,
-    average_over_windows,
+    accumulate_windows,
     dominant_period,
-    events_from_windows,
     iter_batches,
-    last_window_ending_by,
     window_starts,
 )
 
@@ -234,18 +233,10 @@ class Detector:
         if not hasattr(self, "model_"):
             raise OptionError("this Detector is not fitted; call fit() or Detector.load() first")
 
-    def _prepare(self, frame: pd.DataFrame, source: str) -> tuple[Series, np.ndarray]:
-        """The frame's model columns, standardised, and the start row of each window."""
+    def _pieces(self, frames: Iterable[pd.DataFrame], source: str, sort: bool) -> Iterator[Piece]:
         self._check_fitted()
-        missing = [c for c in self.columns_ if c not in map(str, frame.columns)]
-        if missing:
-            raise DataError(
-                f"{source}: missing column(s) {', '.join(missing)} that the model was trained on; "
-                f"the model needs: {', '.join(self.columns_)}"
-            )
-        time_col = self.time_col_ if self.time_col_ in frame.columns else None
-        series = to_series(frame, self.columns_, time_col, self.fill, source)
-        return series, window_starts(len(series.values), self.window_, self.stride)
+        return pieces(frames, self.columns_, self.time_col_, self.window_, self.stride,
+                      self.fill, source, sort)
 
     @torch.inference_mode()
     def _run(self, series: Series, starts: np.ndarray, want: str) -> np.ndarray:
@@ -253,6 +244,10 @@ class Detector:
 
         All in standardised units; a window's error is the mean of its column errors.
         """
+        width = {"column_errors": len(self.columns_), "latent": self.config_.latent}
+        if len(starts) == 0:
+            shape = (0, width[want]) if want in width else (0, self.window_, len(self.columns_))
+            return np.zeros(shape, dtype=np.float32)
         values = torch.from_numpy(self.scaler_.transform(series.values))
         view = values.unfold(0, self.window_, 1).transpose(1, 2)
         outputs = []
@@ -267,12 +262,13 @@ class Detector:
                 outputs.append(recon)
         return torch.cat(outputs).numpy()
 
-    def _window_frame(self, series: Series, starts: np.ndarray) -> pd.DataFrame:
+    def _window_frame(self, piece: Piece) -> pd.DataFrame:
+        index, starts = piece.series.index, piece.starts
         return pd.DataFrame(
             {
-                "window": np.arange(len(starts)),
-                "start": series.index[starts],
-                "end": series.index[starts + self.window_ - 1],
+                "window": piece.first_window + np.arange(len(starts)),
+                "start": index[starts],
+                "end": index[starts + self.window_ - 1],
             }
         )
 
@@ -332,40 +328,75 @@ class Detector:
         self, frame: pd.DataFrame, threshold: float | None = None, source: str = "data"
     ) -> dict[str, pd.DataFrame]:
         """All three levels of `score` from one pass of the model, with per-column errors."""
-        limit = self.threshold_for(threshold)[0]
-        series, starts = self._prepare(frame, source)
-        by_column = self._run(series, starts, "column_errors").astype(np.float64)
-        windows = self._window_frame(series, starts)
-        windows["error"] = by_column.mean(axis=1)
-        windows["threshold"] = limit
-        windows["anomaly"] = windows["error"].to_numpy() > limit
-        for i, col in enumerate(self.columns_):
-            windows[f"error_{col}"] = by_column[:, i]
-        return {
-            "window": windows,
-            "point": self._points(series, starts, windows),
-            "event": events_from_windows(windows, self.columns_),
-        }
+        parts = list(self.iter_score([frame], threshold, source, sort=True))
+        return {level: pd.concat([p[level] for p in parts], ignore_index=True)
+                for level in LEVELS}
 
-    def _points(self, series: Series, starts: np.ndarray, windows: pd.DataFrame) -> pd.DataFrame:
-        which = last_window_ending_by(starts, self.window_, len(series.values))
+    def iter_score(
+        self,
+        frames: Iterable[pd.DataFrame],
+        threshold: float | None = None,
+        source: str = "data",
+        sort: bool = False,
+    ) -> Iterator[dict[str, pd.DataFrame]]:
+        """`score_all` for data arriving in batches of rows (in time order), batch by batch.
+
+        Yields, per batch, the windows that end in it, its rows' point scores
+        and the events that closed in it; memory does not grow with the data.
+        """
+        limit = self.threshold_for(threshold)[0]
+        events = EventTracker(self.columns_)
+        latest = None  # the last window of earlier batches, for point scores with a stride
+        for piece in self._pieces(frames, source, sort):
+            by_column = self._run(piece.series, piece.starts, "column_errors").astype(np.float64)
+            windows = self._window_frame(piece)
+            windows["error"] = by_column.mean(axis=1)
+            windows["threshold"] = limit
+            windows["anomaly"] = windows["error"].to_numpy() > limit
+            for i, col in enumerate(self.columns_):
+                windows[f"error_{col}"] = by_column[:, i]
+            points, latest = self._points(piece, windows, latest)
+            closed = events.feed(windows)
+            if piece.last:
+                closed = pd.concat([closed, events.finish()], ignore_index=True)
+            yield {"window": windows, "point": points, "event": closed}
+
+    def _points(self, piece: Piece, windows: pd.DataFrame, latest):
+        """Point scores of the piece's new rows: the latest window ending at or before each."""
+        values = windows.drop(columns=["window", "start", "end"])
+        values = values.rename(columns={"error": "score"})
+        ends = piece.offset + piece.starts + self.window_ - 1
+        if latest is not None:
+            ends = np.concatenate([[latest[0]], ends])
+            values = pd.concat([latest[1], values], ignore_index=True)
+        rows = piece.offset + np.arange(piece.n_carried, len(piece.series.values))
+        which = np.searchsorted(ends, rows, side="right") - 1
+        if len(values):
+            picked = values.iloc[np.maximum(which, 0)].reset_index(drop=True)
+            latest = (ends[-1], values.iloc[[-1]])
+        else:  # no window has ended yet
+            picked = pd.DataFrame(np.nan, index=np.arange(len(rows)), columns=values.columns)
         scored = which >= 0
-        picked = windows.drop(columns=["window", "start", "end"]).iloc[np.maximum(which, 0)]
-        picked = picked.rename(columns={"error": "score"}).reset_index(drop=True)
         numeric = [c for c in picked.columns if c == "score" or c.startswith("error_")]
         picked.loc[~scored, numeric] = np.nan
-        picked.loc[~scored, "anomaly"] = False
-        picked.insert(0, series.time_col or "row", series.index)
-        return picked
+        picked["anomaly"] = picked["anomaly"].where(scored, False).astype(bool)
+        picked.insert(0, piece.series.time_col or "row", piece.series.index[piece.n_carried :])
+        return picked, latest
 
     def encode(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
         """One row per window: window, start, end, z0 ... z{k-1}."""
-        series, starts = self._prepare(frame, source)
-        latent = self._run(series, starts, "latent")
-        result = self._window_frame(series, starts)
-        for i in range(latent.shape[1]):
-            result[f"z{i}"] = latent[:, i].astype(np.float64)
-        return result
+        return pd.concat(self.iter_encode([frame], source, sort=True), ignore_index=True)
+
+    def iter_encode(
+        self, frames: Iterable[pd.DataFrame], source: str = "data", sort: bool = False
+    ) -> Iterator[pd.DataFrame]:
+        """`encode` for data arriving in batches of rows, batch by batch."""
+        for piece in self._pieces(frames, source, sort):
+            latent = self._run(piece.series, piece.starts, "latent")
+            result = self._window_frame(piece)
+            for i in range(latent.shape[1]):
+                result[f"z{i}"] = latent[:, i].astype(np.float64)
+            yield result
 
     def reconstruct(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
         """One row per input row: time (if any), and <col>, <col>_recon for each column.
@@ -373,14 +404,36 @@ class Detector:
         A row's reconstruction is the mean over every window that covers it,
         mapped back to the data's own units.
         """
-        series, starts = self._prepare(frame, source)
-        per_window = self._run(series, starts, "reconstruction")
-        recon = self.scaler_.inverse(average_over_windows(per_window, starts, len(series.values)))
-        result = pd.DataFrame({series.time_col: series.index} if series.time_col else {})
-        for i, col in enumerate(self.columns_):
-            result[col] = series.values[:, i]
-            result[f"{col}_recon"] = recon[:, i]
-        return result
+        return pd.concat(self.iter_reconstruct([frame], source, sort=True), ignore_index=True)
+
+    def iter_reconstruct(
+        self, frames: Iterable[pd.DataFrame], source: str = "data", sort: bool = False
+    ) -> Iterator[pd.DataFrame]:
+        """`reconstruct` for data arriving in batches of rows, batch by batch.
+
+        A row is written once no later window can cover it; the sums for the
+        last window-1 rows are carried to the next batch.
+        """
+        width = len(self.columns_)
+        carried_sums, carried_counts = np.zeros((0, width)), np.zeros(0, dtype=np.int64)
+        for piece in self._pieces(frames, source, sort):
+            n_rows = len(piece.series.values)
+            sums = np.zeros((n_rows, width))
+            counts = np.zeros(n_rows, dtype=np.int64)
+            sums[: piece.n_carried] = carried_sums
+            counts[: piece.n_carried] = carried_counts
+            per_window = self._run(piece.series, piece.starts, "reconstruction")
+            accumulate_windows(per_window, piece.starts, sums, counts)
+            done = piece.n_final
+            recon = self.scaler_.inverse(sums[:done] / counts[:done, None])
+            series = piece.series
+            result = pd.DataFrame({series.time_col: series.index[:done]} if series.time_col
+                                  else {})
+            for i, col in enumerate(self.columns_):
+                result[col] = series.values[:done, i]
+                result[f"{col}_recon"] = recon[:, i]
+            carried_sums, carried_counts = sums[done:], counts[done:]
+            yield result
 
     # -------------------------------------------------------- save and load
     def save(self, path: str | os.PathLike) -> None:

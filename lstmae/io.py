@@ -9,11 +9,13 @@ write_table: DataFrame -> CSV / JSON lines / Parquet, to a file (atomically) or 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from lstmae.errors import DataError, LstmaeWarning, OptionError
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "date", "datetime")
 FILL_METHODS = ("ffill", "interpolate", "drop")
+BATCH_ROWS = 100_000  # rows read and scored at a time: bounded memory, big model batches
 OUTPUT_FORMATS = ("csv", "json", "parquet")
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -82,8 +85,18 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_csv(source, name: str) -> pd.DataFrame:
-    try:
+    with _csv_errors(name):
         frame = pd.read_csv(source, compression="infer" if name != "<stdin>" else None)
+    if frame.empty:
+        raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
+    return frame
+
+
+@contextlib.contextmanager
+def _csv_errors(name: str):
+    """Turn what pandas raises on a bad CSV into one DataError naming the file."""
+    try:
+        yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{name}: is empty; give a CSV file with a header row") from None
     except UnicodeDecodeError:
@@ -92,9 +105,67 @@ def _read_csv(source, name: str) -> pd.DataFrame:
         raise DataError(f"{name}: is not valid CSV ({_first_line(exc)})") from None
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise DataError(f"{name}: cannot be read ({_first_line(exc)})") from None
-    if frame.empty:
+
+
+def iter_frames(
+    source: str | os.PathLike, batch_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """Read a table in batches of rows (default BATCH_ROWS), in file order: memory stays bounded.
+
+    Like read_table, for a path (CSV, CSV.gz, Parquet file or a folder of
+    Parquet files) or "-" (CSV on stdin).
+    """
+    batch_rows = batch_rows or BATCH_ROWS
+    name = "<stdin>" if str(source) == "-" else str(source)
+    if name == "<stdin>":
+        yield from _iter_csv(sys.stdin.buffer, name, batch_rows)
+        return
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path")
+    if path.is_dir() and not any(path.glob("**/*.parquet")):
+        raise DataError(f"{path}: is a folder, not a data file; give a CSV or Parquet file")
+    if _is_parquet(path):
+        yield from _iter_parquet(path, batch_rows)
+    else:
+        yield from _iter_csv(path, name, batch_rows)
+
+
+def _iter_csv(source, name: str, batch_rows: int) -> Iterator[pd.DataFrame]:
+    compression = "infer" if name != "<stdin>" else None
+    with _csv_errors(name):
+        reader = pd.read_csv(source, compression=compression, chunksize=batch_rows)
+    with reader:
+        empty = True
+        while True:
+            with _csv_errors(name):
+                chunk = next(reader, None)
+            if chunk is None:
+                break
+            empty = empty and chunk.empty
+            yield chunk
+    if empty:
         raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
-    return frame
+
+
+def _iter_parquet(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    try:
+        dataset = ds.dataset(path, format="parquet")
+        batches = dataset.to_batches(batch_size=batch_rows)
+        rows = 0
+        for batch in batches:
+            rows += batch.num_rows
+            yield batch.to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({_first_line(exc)}); "
+            "check that the file is complete"
+        ) from None
+    if rows == 0:
+        raise DataError(f"{path}: holds no data rows")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,12 +237,14 @@ def to_series(
     time_col: str | None = None,
     fill: str | None = None,
     source: str = "data",
+    sort: bool = True,
 ) -> Series:
     """Validate a frame and turn it into a Series.
 
     columns: the value columns, in this order (default: every numeric column but
     the time column). Rows are put in time order (with a warning when they were
-    not). Missing or non-finite values are an error unless `fill` says otherwise.
+    not; an error with sort=False). Missing or non-finite values are an error
+    unless `fill` says otherwise.
     """
     if fill is not None and fill not in FILL_METHODS:
         raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got {fill!r})")
@@ -213,6 +286,11 @@ def to_series(
         index = _parse_time(frame[tcol], tcol)
         order = np.argsort(index, kind="stable")
         if not np.all(order == np.arange(len(order))):
+            if not sort:
+                raise DataError(
+                    f"{source}: rows are not in time order; "
+                    f"batches are read in order, so sort the file by '{tcol}' first"
+                )
             warnings.warn(
                 f"{source}: rows were not in time order; sorted them by '{tcol}'",
                 LstmaeWarning,
@@ -304,27 +382,78 @@ def check_writable(path: str | os.PathLike) -> None:
 
 def write_table(frame: pd.DataFrame, path: str | None, fmt: str) -> None:
     """Write CSV / JSON lines / Parquet to stdout (path None or "-") or atomically to a file."""
-    if path is None or path == "-":
-        if fmt == "parquet":
-            frame.to_parquet(sys.stdout.buffer, index=False)
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.write(_to_text(frame, fmt))
-            sys.stdout.flush()
-        return
-    with atomic_output(path) as tmp:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        elif str(path).lower().endswith(".gz"):
-            frame.to_csv(tmp, index=False, compression="gzip")
-        else:
-            Path(tmp).write_text(_to_text(frame, fmt), encoding="utf-8")
+    with TableWriter(path, fmt) as writer:
+        writer.write(frame)
 
 
-def _to_text(frame: pd.DataFrame, fmt: str) -> str:
-    if fmt == "json":
-        return frame.to_json(orient="records", lines=True, date_format="iso", date_unit="s")
-    return frame.to_csv(index=False)
+class TableWriter:
+    """Writes a table batch by batch: to stdout, or to a temporary file renamed into
+    place when every batch is written (nothing is left behind on failure).
+
+        with TableWriter("out.parquet", "parquet") as out:
+            for frame in frames:
+                out.write(frame)
+    """
+
+    def __init__(self, path: str | None, fmt: str):
+        self.path = None if path in (None, "-") else path
+        self.fmt = fmt
+        self.gzip = self.path is not None and str(self.path).lower().endswith(".gz")
+        self.rows = 0
+        self._started = False
+        self._empty: pd.DataFrame | None = None  # the columns, should no row come
+        self._parquet = None
+        self._atomic = None
+
+    def __enter__(self) -> TableWriter:
+        if self.path is None:
+            self._handle = sys.stdout.buffer
+        else:
+            self._atomic = atomic_output(self.path)
+            tmp = self._atomic.__enter__()
+            self._handle = gzip.open(tmp, "wb") if self.gzip else open(tmp, "wb")  # noqa: SIM115
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            self._empty = frame
+            return
+        self._write(frame)
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._handle, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        elif self.fmt == "json":
+            if len(frame):
+                text = frame.to_json(orient="records", lines=True, date_format="iso",
+                                     date_unit="ms")
+                self._handle.write(text.encode("utf-8"))
+        else:
+            header = not self._started
+            self._handle.write(frame.to_csv(index=False, header=header).encode("utf-8"))
+        self._started = True
+        self.rows += len(frame)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and not self._started and self._empty is not None:
+                self._write(self._empty)  # no rows at all: still a header / a schema
+            if self._parquet is not None:
+                self._parquet.close()
+            if self.path is None:
+                self._handle.flush()
+            else:
+                self._handle.close()
+        finally:
+            if self._atomic is not None:
+                self._atomic.__exit__(exc_type, exc, tb)
+        return False
 
 
 class atomic_output:

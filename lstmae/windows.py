@@ -11,7 +11,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
 from lstmae.errors import DataError, LstmaeWarning
@@ -75,28 +74,13 @@ def iter_batches(view: torch.Tensor, starts: torch.Tensor, batch_size: int):
         yield view[starts[i : i + batch_size]]
 
 
-def average_over_windows(per_window: np.ndarray, starts: np.ndarray, n_rows: int) -> np.ndarray:
-    """Per-row mean of per-window, per-step values [N_w, T, D] -> [N, D].
-
-    Each row gets the average over every window that covers it.
-    """
-    n_windows, window, width = per_window.shape
-    sums = np.zeros((n_rows, width), dtype=np.float64)
-    counts = np.zeros(n_rows, dtype=np.int64)
-    for step in range(window):  # starts are unique, so each add touches distinct rows
+def accumulate_windows(
+    per_window: np.ndarray, starts: np.ndarray, sums: np.ndarray, counts: np.ndarray
+) -> None:
+    """Add per-window, per-step values [N_w, T, D] to per-row sums [N, D] and counts [N]."""
+    for step in range(per_window.shape[1]):  # starts are unique: each add hits distinct rows
         sums[starts + step] += per_window[:, step, :]
         counts[starts + step] += 1
-    return sums / counts[:, None]
-
-
-def last_window_ending_by(starts: np.ndarray, window: int, n_rows: int) -> np.ndarray:
-    """For each row, the index of the latest window that ends at or before it (-1: none).
-
-    This is the causal window -> point mapping: a row's score uses only that row
-    and rows before it. With stride 1 it is the window that ends at the row.
-    """
-    ends = starts + window - 1
-    return np.searchsorted(ends, np.arange(n_rows), side="right") - 1
 
 
 def anomalous_runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -104,29 +88,6 @@ def anomalous_runs(flags: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], flags.astype(bool), [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
-EVENT_COLUMNS = ["event", "start", "end", "windows", "peak_error", "top_column"]
-
-
-def events_from_windows(windows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Merge runs of consecutive anomalous windows into events.
-
-    `windows` is window-level output with error_<col> columns; an event's
-    top_column is the column with the largest error summed over its windows.
-    """
-    by_column = windows[[f"error_{col}" for col in columns]].to_numpy()
-    rows = []
-    for first, last in anomalous_runs(windows["anomaly"].to_numpy()):
-        rows.append({
-            "event": len(rows),
-            "start": windows["start"].iloc[first],
-            "end": windows["end"].iloc[last],
-            "windows": last - first + 1,
-            "peak_error": float(windows["error"].iloc[first : last + 1].max()),
-            "top_column": columns[int(np.argmax(by_column[first : last + 1].sum(axis=0)))],
-        })
-    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
 
 
 def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int | None:

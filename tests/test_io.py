@@ -9,7 +9,7 @@ import pytest
 
 from lstmae.errors import DataError, LstmaeWarning, OptionError
 from lstmae.io import format_for, read_table, to_series, write_table
-from lstmae.windows import average_over_windows, window_starts
+from lstmae.windows import accumulate_windows, window_starts
 
 from .conftest import SAMPLES
 
@@ -119,11 +119,12 @@ def test_too_few_rows_for_the_window():
         window_starts(3, 5, 1)
 
 
-def test_average_over_windows():
-    # windows [0,1] and [1,2] of one feature: row 1 is the mean of both windows' values
+def test_accumulate_windows():
+    # windows [0,1] and [1,2] of one feature: row 1 gets both windows' values
     per_window = np.array([[[1.0], [2.0]], [[4.0], [6.0]]])
-    result = average_over_windows(per_window, np.array([0, 1]), 3)
-    assert result[:, 0].tolist() == [1.0, 3.0, 6.0]
+    sums, counts = np.zeros((3, 1)), np.zeros(3, dtype=int)
+    accumulate_windows(per_window, np.array([0, 1]), sums, counts)
+    assert (sums[:, 0] / counts).tolist() == [1.0, 3.0, 6.0]
 
 
 def test_output_format_from_extension():

@@ -7,7 +7,7 @@ import pytest
 from lstmae import Detector
 from lstmae.errors import OptionError
 from lstmae.threshold import calibrate, pot_threshold
-from lstmae.windows import anomalous_runs, dominant_period, last_window_ending_by
+from lstmae.windows import anomalous_runs, dominant_period
 
 
 def test_point_scores_are_causal_and_unscored_rows_are_nan(small_detector, small_frame):
@@ -31,9 +31,18 @@ def test_point_score_uses_only_past_rows(small_detector, small_frame):
     assert (after.iloc[300:] > before.iloc[300:]).all()
 
 
-def test_last_window_ending_by_with_stride():
-    starts = np.array([0, 3, 6])  # window 4 -> ends 3, 6, 9
-    assert last_window_ending_by(starts, 4, 10).tolist() == [-1, -1, -1, 0, 0, 0, 1, 1, 1, 2]
+def test_point_scores_with_a_stride_use_the_latest_window(small_frame):
+    det = Detector(window=16, stride=5, hidden=8, latent=2, epochs=1, device="cpu")
+    det.fit(small_frame)
+    windows = det.score(small_frame)
+    points = det.score(small_frame, level="point")
+    ends = pd.to_datetime(windows["end"]).to_numpy()
+    for row in (14, 15, 16, 20, 21, 399):
+        time = small_frame["timestamp"].to_numpy()[row]
+        done = np.flatnonzero(ends <= time)
+        expected = windows["error"].iloc[done[-1]] if done.size else np.nan
+        assert points["score"].iloc[row] == expected or (
+            np.isnan(expected) and np.isnan(points["score"].iloc[row]))
 
 
 def test_per_column_errors_average_to_the_window_error(small_detector, small_frame):
