@@ -300,15 +300,23 @@ def to_series(
             values = values.iloc[order].reset_index(drop=True)
         duplicated = np.flatnonzero(index[1:] == index[:-1])
         if duplicated.size:
-            raise DataError(
-                f"{source}: time column '{tcol}' repeats {pd.Timestamp(index[duplicated[0]])} "
-                f"({duplicated.size} duplicate timestamp(s)); aggregate or drop duplicate rows"
+            # Real logs repeat timestamps (clock changes, merged sources): keep every
+            # row, in file order, rather than refuse the file.
+            warnings.warn(
+                f"{source}: time column '{tcol}' repeats {_describe_time(index[duplicated[0]])}"
+                f" ({duplicated.size} duplicate timestamp(s)); kept the rows in file order",
+                LstmaeWarning,
+                stacklevel=2,
             )
     else:
         index = np.arange(len(values), dtype=np.int64)
 
     values, index = _handle_missing(values, index, fill, source)
     return Series(values=values, index=index, columns=value_cols, time_col=tcol)
+
+
+def _describe_time(value) -> str:
+    return str(pd.Timestamp(value)) if isinstance(value, np.datetime64) else str(value)
 
 
 def _handle_missing(values: pd.DataFrame, index: np.ndarray, fill: str | None, source: str):

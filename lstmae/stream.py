@@ -68,7 +68,7 @@ def pieces(
         new = to_series(current, columns, time_col if time_col in current.columns else None,
                         fill, source, sort=sort)
         if carried is not None and len(carried.values) and len(new.values):
-            if new.time_col is not None and not new.index[0] > carried.index[-1]:
+            if new.time_col is not None and new.index[0] < carried.index[-1]:
                 raise DataError(
                     f"{source}: rows are not in time order around {pd.Timestamp(new.index[0])}; "
                     f"batches are read in order, so sort the file by '{new.time_col}' first"

@@ -44,10 +44,12 @@ def test_unsorted_rows_are_sorted_with_a_warning():
     assert series.values[:, 0].tolist() == [1.0, 2.0, 3.0]
 
 
-def test_duplicate_timestamps_are_an_error():
-    frame = pd.DataFrame({"timestamp": ["2026-01-01", "2026-01-01"], "x": [1.0, 2.0]})
-    with pytest.raises(DataError, match="repeats 2026-01-01"):
-        to_series(frame)
+def test_duplicate_timestamps_are_kept_in_file_order_with_a_warning():
+    frame = pd.DataFrame({"timestamp": ["2026-01-01", "2026-01-02", "2026-01-02"],
+                          "x": [1.0, 2.0, 3.0]})
+    with pytest.warns(LstmaeWarning, match="repeats 2026-01-02 00:00:00 .*kept the rows"):
+        series = to_series(frame)
+    assert series.values[:, 0].tolist() == [1.0, 2.0, 3.0]
 
 
 def test_missing_values_error_names_row_and_column_unless_filled():
