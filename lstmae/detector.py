@@ -355,13 +355,13 @@ class Detector:
             windows["anomaly"] = windows["error"].to_numpy() > limit
             for i, col in enumerate(self.columns_):
                 windows[f"error_{col}"] = by_column[:, i]
-            points, latest = self._points(piece, windows, latest)
+            points, latest = self._points(piece, windows, latest, limit)
             closed = events.feed(windows)
             if piece.last:
                 closed = pd.concat([closed, events.finish()], ignore_index=True)
             yield {"window": windows, "point": points, "event": closed}
 
-    def _points(self, piece: Piece, windows: pd.DataFrame, latest):
+    def _points(self, piece: Piece, windows: pd.DataFrame, latest, limit: float):
         """Point scores of the piece's new rows: the latest window ending at or before each."""
         values = windows.drop(columns=["window", "start", "end"])
         values = values.rename(columns={"error": "score"})
@@ -379,6 +379,7 @@ class Detector:
         scored = which >= 0
         numeric = [c for c in picked.columns if c == "score" or c.startswith("error_")]
         picked.loc[~scored, numeric] = np.nan
+        picked["threshold"] = limit
         picked["anomaly"] = picked["anomaly"].where(scored, False).astype(bool)
         picked.insert(0, piece.series.time_col or "row", piece.series.index[piece.n_carried :])
         return picked, latest
