@@ -26,7 +26,7 @@ from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
 from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
-from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors
+from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
 from lstmae.stream import EventTracker, Piece, pieces
 from lstmae.train import EpochReport, TrainResult, WindowSet, evaluate_errors, resolve_device, train
 from lstmae.windows import (
@@ -148,6 +148,11 @@ class Detector:
         n_rows = len(scaled)
         self.window_ = self._choose_window(scaled.numpy())
         window_starts(n_rows, self.window_, self.stride)  # fails early when too short
+        if self.stride > self.window_:
+            raise OptionError(
+                f"--stride {self.stride} is larger than the window of {self.window_}: rows "
+                "between windows would never be scored; use a stride of at most the window"
+            )
         if self.stride > n_rows - self.window_ + 1:
             raise OptionError(
                 f"--stride {self.stride} is larger than the {n_rows - self.window_ + 1} "
@@ -168,7 +173,9 @@ class Detector:
             keep_best_on_interrupt=keep_best_on_interrupt,
         )
         calibration = val_set if val_set is not None else train_set
-        self.heldout_errors_ = evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
+        self.heldout_errors_ = window_error(
+            evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
+        )
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
             self.risk, self.sigma,
@@ -350,7 +357,7 @@ class Detector:
         for piece in self._pieces(frames, source, sort):
             by_column = self._run(piece.series, piece.starts, "column_errors").astype(np.float64)
             windows = self._window_frame(piece)
-            windows["error"] = by_column.mean(axis=1)
+            windows["error"] = window_error(by_column)
             windows["threshold"] = limit
             windows["anomaly"] = windows["error"].to_numpy() > limit
             for i, col in enumerate(self.columns_):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import sys
 import tempfile
@@ -191,7 +192,7 @@ def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:
     return None
 
 
-def _parse_time(column: pd.Series, name: str) -> np.ndarray:
+def _parse_time(column: pd.Series, name: str, source: str, first_row: int) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(column):
         parsed = column
     elif pd.api.types.is_numeric_dtype(column):
@@ -202,12 +203,14 @@ def _parse_time(column: pd.Series, name: str) -> np.ndarray:
         except (ValueError, TypeError, OverflowError):
             bad = _first_unparsable_time(column)
             raise DataError(
-                f"time column '{name}': cannot parse {bad!r} as a timestamp; "
+                f"{source}: time column '{name}': cannot parse {bad!r} as a timestamp; "
                 "fix the value or name another column with --time-col"
             ) from None
     if parsed.isna().any():
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise DataError(f"time column '{name}': row {row + 1} is empty; every row needs a time")
+        row = first_row + int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(
+            f"{source}: time column '{name}': row {row + 1} is empty; every row needs a time"
+        )
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.to_numpy()
@@ -238,13 +241,15 @@ def to_series(
     fill: str | None = None,
     source: str = "data",
     sort: bool = True,
+    first_row: int = 0,
 ) -> Series:
     """Validate a frame and turn it into a Series.
 
     columns: the value columns, in this order (default: every numeric column but
     the time column). Rows are put in time order (with a warning when they were
     not; an error with sort=False). Missing or non-finite values are an error
-    unless `fill` says otherwise.
+    unless `fill` says otherwise. first_row: the frame's first row number in its
+    file (for batches), so that errors name the file's row.
     """
     if fill is not None and fill not in FILL_METHODS:
         raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got {fill!r})")
@@ -274,8 +279,13 @@ def to_series(
         if not (
             pd.api.types.is_numeric_dtype(values[col]) or pd.api.types.is_bool_dtype(values[col])
         ):
-            example = values[col].dropna().astype(str).iloc[:1].tolist()
-            hint = f" (e.g. {example[0]!r})" if example else ""
+            text = values[col]
+            unparsable = np.flatnonzero((text.notna() & pd.to_numeric(text, errors="coerce")
+                                         .isna()).to_numpy())
+            hint = ""
+            if unparsable.size:
+                row = int(unparsable[0])
+                hint = f" (row {first_row + row + 1}: {str(text.iloc[row])!r})"
             raise DataError(
                 f"{source}: column '{col}' is not numeric{hint}; "
                 "write plain numbers without thousands separators or units"
@@ -283,7 +293,7 @@ def to_series(
     values = values.astype("float64")
 
     if tcol is not None:
-        index = _parse_time(frame[tcol], tcol)
+        index = _parse_time(frame[tcol], tcol, source, first_row)
         order = np.argsort(index, kind="stable")
         if not np.all(order == np.arange(len(order))):
             if not sort:
@@ -311,7 +321,7 @@ def to_series(
     else:
         index = np.arange(len(values), dtype=np.int64)
 
-    values, index = _handle_missing(values, index, fill, source)
+    values, index = _handle_missing(values, index, fill, source, first_row)
     return Series(values=values, index=index, columns=value_cols, time_col=tcol)
 
 
@@ -319,7 +329,9 @@ def _describe_time(value) -> str:
     return str(pd.Timestamp(value)) if isinstance(value, np.datetime64) else str(value)
 
 
-def _handle_missing(values: pd.DataFrame, index: np.ndarray, fill: str | None, source: str):
+def _handle_missing(
+    values: pd.DataFrame, index: np.ndarray, fill: str | None, source: str, first_row: int
+):
     array = values.to_numpy(dtype=np.float64)
     with np.errstate(over="ignore"):
         # float32 is what the model computes in: larger values would overflow there
@@ -329,8 +341,8 @@ def _handle_missing(values: pd.DataFrame, index: np.ndarray, fill: str | None, s
     if fill is None:
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"{source}: row {row + 1}, column '{values.columns[col]}' is "
-            f"{_describe(array[row, col])} ({int(bad.sum())} bad value(s) in all); "
+            f"{source}: row {first_row + row + 1}, column '{values.columns[col]}' is "
+            f"{_describe(array[row, col])} ({int(bad.sum())} bad value(s) found); "
             "fix the data or choose --fill ffill|interpolate|drop"
         )
     frame = values.mask(bad)
@@ -394,6 +406,23 @@ def write_table(frame: pd.DataFrame, path: str | None, fmt: str) -> None:
         writer.write(frame)
 
 
+def _json_lines(frame: pd.DataFrame) -> str:
+    """One JSON object per row, floats to the last digit (repr round-trips), NaN as null,
+    timestamps in ISO 8601 at full precision. pandas' to_json keeps ~10 digits."""
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            columns[name] = [None if pd.isna(v) else v.isoformat() for v in column]
+        elif pd.api.types.is_float_dtype(column):
+            columns[name] = [None if v != v else v for v in column.tolist()]
+        else:
+            columns[name] = column.tolist()
+    names = list(columns)
+    rows = zip(*columns.values(), strict=True)
+    return "".join(json.dumps(dict(zip(names, row, strict=True))) + "\n" for row in rows)
+
+
 class TableWriter:
     """Writes a table batch by batch: to stdout, or to a temporary file renamed into
     place when every batch is written (nothing is left behind on failure).
@@ -438,10 +467,7 @@ class TableWriter:
                 self._parquet = pq.ParquetWriter(self._handle, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
         elif self.fmt == "json":
-            if len(frame):
-                text = frame.to_json(orient="records", lines=True, date_format="iso",
-                                     date_unit="ms")
-                self._handle.write(text.encode("utf-8"))
+            self._handle.write(_json_lines(frame).encode("utf-8"))
         else:
             header = not self._started
             self._handle.write(frame.to_csv(index=False, header=header).encode("utf-8"))

@@ -65,8 +65,9 @@ def pieces(
         following = next(frames, None)  # one frame ahead, to know which piece is last
         last = following is None
         _check_columns(current, columns, source)
+        first_row = offset + (0 if carried is None else len(carried.values))
         new = to_series(current, columns, time_col if time_col in current.columns else None,
-                        fill, source, sort=sort)
+                        fill, source, sort=sort, first_row=first_row)
         if carried is not None and len(carried.values) and len(new.values):
             if new.time_col is not None and new.index[0] < carried.index[-1]:
                 raise DataError(

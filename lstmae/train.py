@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lstmae.errors import OptionError, TrainingError
-from lstmae.model import LSTMAutoencoder, reconstruction_loss, window_errors
+from lstmae.model import LSTMAutoencoder, column_errors, reconstruction_loss
 from lstmae.windows import iter_batches, window_view
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -111,6 +111,7 @@ def train(
                 )
             val_loss = None
             if val_set is not None:
+                # the training objective (mean over every value) on unseen windows
                 val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
             monitored = val_loss if val_loss is not None else train_loss
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
@@ -163,11 +164,11 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
 def evaluate_errors(
     model: LSTMAutoencoder, windows: WindowSet, loss: str, batch_size: int = 1024
 ) -> np.ndarray:
-    """Reconstruction error of every window, in fp32."""
+    """Reconstruction error of every window and column [N_w, D], in fp32."""
     model.eval()
     view = windows.view
     errors = [
-        window_errors(model(batch), batch, loss)
+        column_errors(model(batch), batch, loss)
         for batch in iter_batches(view, windows.starts, batch_size)
     ]
     return torch.cat(errors).double().cpu().numpy()

@@ -68,7 +68,7 @@ def test_columns_must_exist_and_be_numeric():
     frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["1,234", "2,345"]})
     with pytest.raises(DataError, match=r"missing column\(s\) z; columns are: x, y"):
         to_series(frame, columns=["x", "z"])
-    with pytest.raises(DataError, match="column 'y' is not numeric \\(e.g. '1,234'\\)"):
+    with pytest.raises(DataError, match="column 'y' is not numeric \\(row 1: '1,234'\\)"):
         to_series(frame, columns=["y"])
     with pytest.raises(DataError, match="no numeric columns"):
         to_series(frame[["y"]])

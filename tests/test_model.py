@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lstmae import Detector
-from lstmae.model import LSTMAutoencoder, ModelConfig, reconstruction_loss, window_errors
+from lstmae.model import (
+    LSTMAutoencoder,
+    ModelConfig,
+    column_errors,
+    reconstruction_loss,
+    window_error,
+)
 
 RAMP = [0.0, 0.1, 0.2, 0.3, 0.4]
 
@@ -28,7 +34,7 @@ def test_shape_mismatch_raises_instead_of_broadcasting():
     with pytest.raises(ValueError, match=r"\[5, 1, 1\] does not match target shape \[5, 1\]"):
         reconstruction_loss(prediction, target, "mse")
     with pytest.raises(ValueError, match="does not match"):
-        window_errors(torch.zeros(2, 4, 3), torch.zeros(2, 4, 1), "l1")
+        column_errors(torch.zeros(2, 4, 3), torch.zeros(2, 4, 1), "l1")
 
 
 def test_output_has_input_shape_and_is_not_bounded_by_tanh():
@@ -42,9 +48,11 @@ def test_output_has_input_shape_and_is_not_bounded_by_tanh():
     assert model(x).min() > 1.0
 
 
-def test_window_errors_are_per_window_means():
+def test_column_errors_are_means_over_time_and_the_window_error_their_max():
     prediction = torch.zeros(2, 3, 2)
     target = torch.ones(2, 3, 2)
-    target[1] *= 2.0
-    assert window_errors(prediction, target, "mse").tolist() == [1.0, 4.0]
-    assert window_errors(prediction, target, "l1").tolist() == [1.0, 2.0]
+    target[1, :, 1] = 2.0  # window 1: column 1 is off by 2, column 0 by 1
+    assert column_errors(prediction, target, "mse").tolist() == [[1.0, 1.0], [1.0, 4.0]]
+    assert column_errors(prediction, target, "l1").tolist() == [[1.0, 1.0], [1.0, 2.0]]
+    assert window_error(column_errors(prediction, target, "mse").numpy()).tolist() == [1.0, 4.0]
+    assert reconstruction_loss(prediction, target, "mse").item() == (1 + 1 + 1 + 4) / 4
