@@ -259,21 +259,36 @@ def flat_windows(values: np.ndarray, window: int) -> np.ndarray:
     return view.transpose(0, 2, 1).reshape(len(view), -1)
 
 
+def duplicate_times(s: SeriesData) -> int:
+    if s.time_col is None:
+        return 0
+    times = s.data[s.time_col].to_numpy()
+    return int((times[1:] <= times[:-1]).sum())
+
+
 def run_lstmae(s: SeriesData, params: dict) -> Output:
+    fit_frame, data_frame = s.fit, s.data
+    time_col = s.time_col
+    if time_col is not None and "time_col" not in params and duplicate_times(s):
+        # lstmae refuses repeated timestamps (NAB has some, at DST changes); the
+        # protocol is by rows, so give it the rows in file order without time.
+        fit_frame = fit_frame.drop(columns=[time_col])
+        data_frame = data_frame.drop(columns=[time_col])
+        time_col = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
-        det = Detector(**params).fit(s.fit)
+        det = Detector(**params).fit(fit_frame)
         fit_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        pts = det.score(s.data, level="point")
+        pts = det.score(data_frame, level="point")
         score_seconds = time.perf_counter() - started
     if len(pts) != len(s.data):
         raise RuntimeError(
             f"lstmae API: score(level='point') gave {len(pts)} rows for {len(s.data)} input rows"
         )
-    if s.time_col is not None and not np.array_equal(
-        pts[s.time_col].to_numpy(), s.data[s.time_col].to_numpy()
+    if time_col is not None and not np.array_equal(
+        pts[time_col].to_numpy(), s.data[time_col].to_numpy()
     ):
         raise RuntimeError("lstmae API: point rows are not in the input's row order")
     scores = pts["score"].to_numpy(np.float64)
@@ -296,6 +311,7 @@ def run_lstmae(s: SeriesData, params: dict) -> Output:
         "best_epoch": training.get("best_epoch"),
         "stopped_early": training.get("stopped_early"),
         "warnings": sorted({str(w.message) for w in caught}),
+        "given_time": time_col is not None,
     }
     if issues:
         info["api_issues"] = issues
@@ -306,6 +322,8 @@ def run_zscore(s: SeriesData, columns: list[str], window: int, val_fraction: flo
     """Trailing z-score: (x_t - mean) / sd over rows t-W .. t-1, per column."""
     started = time.perf_counter()
     fit_values = s.fit[columns].to_numpy(np.float64)
+    if len(fit_values) <= window:
+        raise ValueError(f"{len(fit_values)} fit rows: zscore needs more than W = {window}")
     scale = standardiser(fit_values)
     fit_seconds = time.perf_counter() - started
 
@@ -355,6 +373,8 @@ def run_windowed(
 
     started = time.perf_counter()
     fit_values = s.fit[columns].to_numpy(np.float64)
+    if len(fit_values) < window:
+        raise ValueError(f"{len(fit_values)} fit rows: {kind} needs at least W = {window}")
     scale = standardiser(fit_values)
     n_fit = len(fit_values)
     train_rows, has_heldout = heldout_split(n_fit, window, val_fraction)
@@ -461,6 +481,7 @@ def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -
             "fit_rows": len(s.fit), "scored_rows": len(s.data), "measured_rows": len(labels),
             "anomalous_rows": int(labels.sum()), "columns": len(columns),
             "sliding_window": sw, "has_anomaly": bool(labels.sum() > 0),
+            "repeated_timestamps": duplicate_times(s),
         })
     except Exception as exc:  # report it and go on with the next series
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -468,6 +489,9 @@ def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -
         return record
     log(f"{pos} {spec.name}: fit {len(s.fit)} rows, measure {len(labels)} rows "
         f"({int(labels.sum())} anomalous), {len(columns)} column(s), VUS window {sw}")
+    if record["repeated_timestamps"]:
+        log(f"{pos}   {record['repeated_timestamps']} timestamp(s) repeat or go back: "
+            "lstmae gets the rows in file order, without the time column")
 
     val_fraction = params.get("val_fraction", 0.2)
     window = None  # what lstmae used; the references use the same
@@ -572,13 +596,13 @@ def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 220, highlight=False)
+    console = Console(width=None if sys.stdout.isatty() else 300, highlight=False)
     num = {"justify": "right"}
 
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         table = Table(title=f"{dataset}: per series (measured rows; VUS buffer = sw)",
                       box=box.SIMPLE_HEAD, title_justify="left")
-        table.add_column("series")
+        table.add_column("series", no_wrap=True)
         for col in ("sw", "W"):
             table.add_column(col, **num)
         table.add_column("detector")
@@ -586,21 +610,29 @@ def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -
                     "ev.rec", "flag%", "fit s"):
             table.add_column(col, **num)
         rows = [r for r in records if r["dataset"] == dataset]
+        notes = []
         for i, r in enumerate(rows):
             short = r["series"].removeprefix(dataset + "/")
             if "error" in r:
-                table.add_row(short, "", "", "LOAD FAILED: " + r["error"][:80],
+                notes.append(f"[{len(notes) + 1}] {short}: could not load: {r['error']}")
+                table.add_row(short, "", "", f"LOAD FAILED [{len(notes)}]",
                               end_section=i < len(rows) - 1)
                 continue
             if not r["has_anomaly"]:
                 short += " (no anomaly)"
+            if r.get("repeated_timestamps"):
+                notes.append(f"[{len(notes) + 1}] {short}: {r['repeated_timestamps']} "
+                             "timestamp(s) repeat or go back; lstmae got the rows in file order, "
+                             "without the time column")
+                short += f" [{len(notes)}]"
             for j, det in enumerate(detectors):
                 d = r["detectors"].get(det, {})
                 first = j == 0
                 cells = [short if first else "", str(r["sliding_window"]) if first else "",
                          str(r.get("window", "")) if first else "", det]
                 if "error" in d:
-                    cells.append("FAILED: " + d["error"][:60])
+                    notes.append(f"[{len(notes) + 1}] {short} {det}: {d['error']}")
+                    cells.append(f"FAILED [{len(notes)}]")
                 else:
                     cells += [_fmt(d.get(m)) for m in ("vus_pr", "vus_roc", "auc_pr", "auc_roc",
                                                        "precision", "recall", "f1", "best_f1",
@@ -608,6 +640,10 @@ def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -
                     cells += [_fmt(100 * d["flagged"], 2), _fmt(d["fit_s"], 1)]
                 table.add_row(*cells, end_section=j == len(detectors) - 1 and i < len(rows) - 1)
         console.print(table)
+        for note in notes:
+            console.print(note, soft_wrap=True)
+        if notes:
+            console.print()
 
     if means:
         table = Table(title="Means over series with labelled anomalies "
@@ -634,10 +670,10 @@ def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -
 
     quiet = [r for r in records if "error" not in r and not r["has_anomaly"]]
     if quiet:
-        table = Table(title="Series without labelled anomalies: % of scored measured rows "
-                            "flagged by each detector's own threshold (lstmae must be <= 1%)",
+        table = Table(title="No labelled anomaly: % of scored measured rows flagged "
+                            "(lstmae must be <= 1%)",
                       box=box.SIMPLE_HEAD, title_justify="left")
-        table.add_column("series")
+        table.add_column("series", no_wrap=True)
         for det in detectors:
             table.add_column(f"{det} flag%", **num)
         if "lstmae" in detectors:

@@ -59,6 +59,7 @@ class Device(str, enum.Enum):
 
 
 class ThresholdMethod(str, enum.Enum):
+    max = "max"
     quantile = "quantile"
     pot = "pot"
     sigma = "sigma"
@@ -98,9 +99,8 @@ BatchRowsOpt = Annotated[
 ]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option(help="CPU threads for torch. Default: 1 for small models (faster, and "
-                 "robust when other work shares the machine), up to all cores for large ones.",
-                 min=1),
+    typer.Option(help="CPU threads for torch (default: torch's choice, one per core). Try 1 "
+                 "when other jobs share the machine or the model is tiny.", min=1),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 
@@ -266,7 +266,7 @@ def fit(
     window: Annotated[
         str, typer.Option("--window", "-w", help="Window length in rows, or auto: the training "
                           "data's dominant period (autocorrelation), between 8 and 256.")
-    ] = "32",
+    ] = "64",
     stride: Annotated[int, typer.Option(help="Rows between window starts.")] = 1,
     hidden: Annotated[int, typer.Option(help="LSTM hidden units.")] = 64,
     latent: Annotated[int, typer.Option(help="Size of the latent vector.")] = 16,
@@ -278,17 +278,18 @@ def fit(
     val_fraction: Annotated[
         float, typer.Option(help="Last part of the series, in time order, held out for early "
                             "stopping and the threshold.")
-    ] = 0.2,
+    ] = 0.1,
     patience: Annotated[
         int, typer.Option(help="Stop after this many epochs without a better validation loss.")
     ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model on CPU).")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when present.")] = Device.auto,
     threshold_method: Annotated[
-        ThresholdMethod, typer.Option(help="quantile: --threshold-quantile of held-out errors; "
+        ThresholdMethod, typer.Option(help="max: --margin times the largest held-out error; "
+                                      "quantile: --threshold-quantile of held-out errors; "
                                       "pot: generalised Pareto tail at --risk; sigma: mean + "
                                       "--sigma standard deviations.")
-    ] = ThresholdMethod.quantile,
+    ] = ThresholdMethod.max,
     threshold_quantile: Annotated[
         float, typer.Option(help="Threshold = this quantile of held-out windows' errors.")
     ] = 0.99,
@@ -296,6 +297,9 @@ def fit(
         float, typer.Option(help="pot: probability that a normal window exceeds the threshold.")
     ] = 1e-3,
     sigma: Annotated[float, typer.Option(help="sigma: standard deviations above the mean.")] = 3.0,
+    margin: Annotated[
+        float, typer.Option(help="max: threshold = this times the largest held-out error.")
+    ] = 1.5,
     fill: FillOpt = None,
     threads: ThreadsOpt = None,
     save_on_interrupt: Annotated[
@@ -318,7 +322,7 @@ def fit(
         epochs=epochs, batch_size=batch_size, lr=lr, loss=loss.value,
         val_fraction=val_fraction, patience=patience, seed=seed, device=device.value,
         threshold_method=threshold_method.value, threshold_quantile=threshold_quantile,
-        risk=risk, sigma=sigma, columns=_columns(columns), time_col=time_col,
+        risk=risk, sigma=sigma, margin=margin, columns=_columns(columns), time_col=time_col,
         fill=fill.value if fill else None,
     )
     _use_threads(threads)

@@ -42,7 +42,7 @@ from lstmae.windows import (
 MIN_HELDOUT_WINDOWS = 20
 SCORE_BATCH = 1024
 LEVELS = ("window", "point", "event")
-DEFAULT_WINDOW = 32
+DEFAULT_WINDOW = 64
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
 
 
@@ -64,14 +64,15 @@ class Detector:
         batch_size: int = 64,
         lr: float = 3e-3,
         loss: str = "mse",
-        val_fraction: float = 0.2,
+        val_fraction: float = 0.1,
         patience: int = 10,
         seed: int = 0,
         device: str = "auto",
-        threshold_method: str = "quantile",
+        threshold_method: str = "max",
         threshold_quantile: float = 0.99,
         risk: float = 1e-3,
         sigma: float = 3.0,
+        margin: float = 1.5,
         columns: list[str] | None = None,
         time_col: str | None = None,
         fill: str | None = None,
@@ -93,6 +94,7 @@ class Detector:
         self.threshold_quantile = threshold_quantile
         self.risk = risk
         self.sigma = sigma
+        self.margin = margin
         self.columns = columns
         self.time_col = time_col
         self.fill = fill
@@ -119,7 +121,7 @@ class Detector:
         need(isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1,
              "val_fraction", "at least 0 and below 1", self.val_fraction)
         thresholds.check_settings(
-            self.threshold_method, self.threshold_quantile, self.risk, self.sigma
+            self.threshold_method, self.threshold_quantile, self.risk, self.sigma, self.margin
         )
         need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
 
@@ -178,7 +180,7 @@ class Detector:
         )
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
-            self.risk, self.sigma,
+            self.risk, self.sigma, self.margin,
         )
         self.threshold_info_ = {
             **how, "source": result.monitored, "windows": len(self.heldout_errors_)
@@ -475,7 +477,7 @@ class Detector:
                 "seed": self.seed, "device": self.device, "window": self.window,
                 "threshold_method": self.threshold_method,
                 "threshold_quantile": self.threshold_quantile, "risk": self.risk,
-                "sigma": self.sigma, "fill": self.fill,
+                "sigma": self.sigma, "margin": self.margin, "fill": self.fill,
             },
         }
 
@@ -492,7 +494,8 @@ class Detector:
                 time_col=meta["time_col"],
                 **{k: params[k] for k in ("epochs", "batch_size", "lr", "val_fraction",
                                           "patience", "seed", "device", "threshold_method",
-                                          "threshold_quantile", "risk", "sigma", "fill")},
+                                          "threshold_quantile", "risk", "sigma", "margin",
+                                          "fill")},
             )
             det.window_ = int(meta["window"])
             det.columns_ = [str(c) for c in meta["columns"]]

@@ -36,10 +36,10 @@ def test_model_file_holds_everything_scoring_needs(saved):
     meta = loaded.metadata()
     assert meta["window"] == 16 and meta["stride"] == 1
     assert meta["time_col"] == "timestamp"
-    assert meta["threshold"]["method"] == "quantile"
-    assert meta["threshold"]["quantile"] == 0.99
+    assert meta["threshold"]["method"] == "max"
+    assert meta["threshold"]["margin"] == 1.5
     assert len(loaded.heldout_errors_) == meta["threshold"]["windows"] > 0
-    assert np.isclose(np.quantile(loaded.heldout_errors_, 0.99), loaded.threshold_)
+    assert np.isclose(1.5 * loaded.heldout_errors_.max(), loaded.threshold_)
 
 
 def test_scoring_with_missing_columns_names_them(small_detector, small_frame):

@@ -28,10 +28,10 @@ def test_piped_score_is_csv_with_the_contract_columns(quickstart):
                       cwd=quickstart["folder"], check=True)
     frame = pd.read_csv(io.StringIO(proc.stdout_text))
     assert list(frame.columns) == WINDOW_COLUMNS
-    assert len(frame) == 3024 - 32 + 1
+    assert len(frame) == 3024 - 64 + 1  # the default window is 64 rows
     assert frame["window"].tolist() == list(range(len(frame)))
     assert frame["start"].iloc[0] == "2026-01-26 00:00:00"
-    assert frame["end"].iloc[0] == "2026-01-26 02:35:00"  # 32 rows of 5 minutes
+    assert frame["end"].iloc[0] == "2026-01-26 05:15:00"  # 64 rows of 5 minutes
     assert (frame["threshold"] == 0.05).all()
     assert (frame["anomaly"] == (frame["error"] > 0.05)).all()
     assert "anomalous" in proc.stderr_text  # the summary goes to people, not the data
@@ -70,7 +70,7 @@ def test_encode_and_reconstruct_outputs(quickstart):
     enc = run_lstmae("encode", "sample_data/server_test.csv", cwd=folder, check=True)
     latent = pd.read_csv(io.StringIO(enc.stdout_text))
     assert list(latent.columns) == ["window", "start", "end"] + [f"z{i}" for i in range(16)]
-    assert len(latent) == 3024 - 31
+    assert len(latent) == 3024 - 63
     rec = run_lstmae("reconstruct", "sample_data/server_test.csv", "-o", "rec.jsonl",
                      cwd=folder, check=True)
     assert rec.returncode == 0
@@ -87,7 +87,7 @@ def test_info_shows_what_the_model_holds(quickstart):
     proc = run_lstmae("info", "model.lstmae", "--json", cwd=quickstart["folder"], check=True)
     meta = json.loads(proc.stdout_text)
     assert meta["columns"] == ["load", "cpu", "memory", "latency"]
-    assert meta["window"] == 32 and meta["threshold"]["method"] == "quantile"
+    assert meta["window"] == 64 and meta["threshold"]["method"] == "max"
     table = run_lstmae("info", "model.lstmae", cwd=quickstart["folder"], check=True)
     assert "load, cpu, memory, latency" in table.stdout_text
 

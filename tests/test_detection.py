@@ -14,10 +14,14 @@ from lstmae.metrics import auc_roc
 from .conftest import SAMPLES, window_labels
 
 
-@pytest.fixture(scope="module")
-def server_scores(quickstart):
-    assert quickstart["model"].exists(), quickstart["runs"][0].stderr
-    det = Detector.load(quickstart["model"])
+@pytest.fixture(scope="module", params=["defaults", "window 32"])
+def server_scores(request, quickstart):
+    """The README's model (default options), and one with --window 32 otherwise default."""
+    if request.param == "defaults":
+        assert quickstart["model"].exists(), quickstart["runs"][0].stderr
+        det = Detector.load(quickstart["model"])
+    else:
+        det = Detector(window=32, device="cpu").fit(pd.read_csv(SAMPLES / "server_train.csv"))
     return det.score(pd.read_csv(SAMPLES / "server_test.csv"))
 
 

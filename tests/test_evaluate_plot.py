@@ -21,7 +21,7 @@ def test_evaluate_on_known_incidents(quickstart):
                       "sample_data/server_test_labels.csv", "--json", cwd=folder, check=True)
     report = json.loads(proc.stdout_text)
     assert report["events"] == 4 and report["event_recall"] == 1.0
-    assert report["rows_unscored"] == 31 and report["rows_scored"] == 3024 - 31
+    assert report["rows_unscored"] == 63 and report["rows_scored"] == 3024 - 63
     assert report["auc_roc"] > 0.9 and report["vus_pr"] > 0.6
     assert 0 < report["precision"] <= 1 and report["recall"] > 0.7
     table = run_lstmae("evaluate", "sample_data/server_test.csv", "-l",
@@ -104,6 +104,6 @@ def test_score_levels_through_the_cli(quickstart):
                         "--per-column", cwd=folder, check=True)
     frame = pd.read_csv(io.StringIO(points.stdout_text))
     assert list(frame.columns)[:4] == ["timestamp", "score", "threshold", "anomaly"]
-    assert len(frame) == 3024 and frame["score"].iloc[:31].isna().all()
+    assert len(frame) == 3024 and frame["score"].iloc[:63].isna().all()
     assert "error_memory" in frame.columns
-    assert "first 31 rows have no score" in points.stderr_text
+    assert "first 63 rows have no score" in points.stderr_text

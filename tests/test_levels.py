@@ -78,6 +78,8 @@ def test_threshold_methods():
     errors = rng.exponential(1.0, 20000)
     q, how = calibrate(errors, "quantile", quantile=0.99)
     assert how == {"method": "quantile", "quantile": 0.99} and abs(q - np.log(100)) < 0.15
+    m, how = calibrate(errors, "max", margin=1.5)
+    assert how == {"method": "max", "margin": 1.5} and m == 1.5 * errors.max()
     s, _ = calibrate(errors, "sigma", sigma=3.0)
     assert abs(s - (errors.mean() + 3 * errors.std())) < 1e-9
     # exponential tail: P(X > x) = exp(-x), so risk 1e-4 sits at ln(1e4) = 9.2,
@@ -88,6 +90,8 @@ def test_threshold_methods():
         calibrate(errors, "pot", risk=2.0)
     with pytest.raises(OptionError, match="--threshold-method"):
         calibrate(errors, "median")
+    with pytest.raises(OptionError, match="--margin"):
+        calibrate(errors, "max", margin=0)
 
 
 def test_threshold_rederived_from_stored_errors_without_refit(small_detector, small_frame):
@@ -103,7 +107,8 @@ def test_threshold_rederived_from_stored_errors_without_refit(small_detector, sm
         small_detector.threshold_for(quantile=0.9, risk=1e-3)
 
 
-@pytest.mark.parametrize("method,key", [("pot", "risk"), ("sigma", "sigma")])
+@pytest.mark.parametrize("method,key", [("quantile", "quantile"), ("pot", "risk"),
+                                        ("sigma", "sigma")])
 def test_fit_with_other_threshold_methods_records_them(small_frame, method, key):
     det = Detector(window=16, hidden=8, latent=2, epochs=2, threshold_method=method,
                    device="cpu").fit(small_frame)
