@@ -55,42 +55,9 @@ def _is_parquet(path: Path) -> bool:
 
 
 def read_table(source: str | os.PathLike) -> pd.DataFrame:
-    """Read CSV, CSV.gz or Parquet from a path, or CSV from stdin when source is "-"."""
-    if str(source) == "-":
-        return _read_csv(sys.stdin.buffer, "<stdin>")
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
-    if path.is_dir() and not any(path.glob("**/*.parquet")):
-        raise DataError(f"{path}: is a folder, not a data file; give a CSV or Parquet file")
-    if _is_parquet(path):
-        frame = _read_parquet(path)
-    else:
-        frame = _read_csv(path, str(path))
-    if frame.empty:
-        raise DataError(f"{path}: holds no data rows; give a file with a header and rows")
-    return frame
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"{path}: not a readable Parquet file ({_first_line(exc)}); "
-            "check that the file is complete"
-        ) from None
-
-
-def _read_csv(source, name: str) -> pd.DataFrame:
-    with _csv_errors(name):
-        frame = pd.read_csv(source, compression="infer" if name != "<stdin>" else None)
-    if frame.empty:
-        raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
-    return frame
+    """Read CSV, CSV.gz or Parquet (a file or a folder of files) from a path, or CSV
+    from stdin when source is "-", into one frame."""
+    return pd.concat(iter_frames(source), ignore_index=True)
 
 
 @contextlib.contextmanager
