@@ -12,6 +12,7 @@ import contextlib
 import enum
 import functools
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -310,10 +311,19 @@ def fit(
     """Train a model on normal data and write it to one model file.
 
     Example: lstmae fit server_train.csv -m server.lstmae --window 32
+
+    On several processes: torchrun --nproc-per-node 4 -m lstmae fit server_train.csv
     """
     from lstmae.io import check_writable
 
-    check_writable(model)
+    # Under torchrun every process runs this command; rank 0 alone writes the model
+    # and speaks, the others train their share and exit 0 silently.
+    rank = int(os.environ.get("RANK", "0"))
+    if rank:
+        quiet = True
+        warnings.simplefilter("ignore")  # run() restores the filters when the command ends
+    else:
+        check_writable(model)
     frame = _read(data)
     from lstmae.detector import Detector
 
@@ -326,21 +336,26 @@ def fit(
         fill=fill.value if fill else None,
     )
     _use_threads(threads)
+    from lstmae.train import process_group
+
     fit_args = {"source": _source(data), "keep_best_on_interrupt": save_on_interrupt}
-    if not quiet and stderr.is_terminal:
-        from rich.progress import Progress
+    with process_group(device.value):  # only under torchrun with WORLD_SIZE > 1
+        if not quiet and stderr.is_terminal:
+            from rich.progress import Progress
 
-        with Progress(console=stderr, transient=True) as bar:
-            task = bar.add_task("training", total=epochs)
+            with Progress(console=stderr, transient=True) as bar:
+                task = bar.add_task("training", total=epochs)
 
-            def report(r):
-                val = f", val {r.val_loss:.4g}" if r.val_loss is not None else ""
-                bar.update(task, completed=r.epoch,
-                           description=f"epoch {r.epoch}/{r.epochs}: train {r.train_loss:.4g}{val}")
+                def report(r):
+                    val = f", val {r.val_loss:.4g}" if r.val_loss is not None else ""
+                    bar.update(task, completed=r.epoch, description=f"epoch {r.epoch}/"
+                               f"{r.epochs}: train {r.train_loss:.4g}{val}")
 
-            detector.fit(frame, progress=report, **fit_args)
-    else:
-        detector.fit(frame, **fit_args)
+                detector.fit(frame, progress=report, **fit_args)
+        else:
+            detector.fit(frame, **fit_args)
+    if rank:
+        return  # the weights are rank 0's too; it calibrates and writes the model
     detector.save(model)
     if detector.training_["interrupted"]:
         stderr.print(f"interrupted: wrote {model} with the best epoch so far "
@@ -350,6 +365,7 @@ def fit(
         from lstmae.threshold import describe
 
         t = detector.training_
+        processes = f" x {t['processes']} processes" if t["processes"] > 1 else ""
         stderr.print(
             f"fitted {model}: {t['rows']} rows, {t['train_windows']} training + "
             f"{t['val_windows']} held-out windows of {detector.window_} rows"
@@ -357,7 +373,7 @@ def fit(
             f"{', '.join(detector.columns_)}; {t['epochs_run']} epochs "
             f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
             f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
-            f"{t['seconds']:.1f} s on {t['device']}"
+            f"{t['seconds']:.1f} s on {t['device']}{processes}"
         )
 
 

@@ -28,7 +28,16 @@ from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
 from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
 from lstmae.stream import EventTracker, Piece, pieces
-from lstmae.train import EpochReport, TrainResult, WindowSet, evaluate_errors, resolve_device, train
+from lstmae.train import (
+    EpochReport,
+    TrainResult,
+    WindowSet,
+    evaluate_errors,
+    local_rank,
+    rank_and_world,
+    resolve_device,
+    train,
+)
 from lstmae.windows import (
     Scaler,
     accumulate_windows,
@@ -136,9 +145,17 @@ class Detector:
 
         keep_best_on_interrupt: on Ctrl-C after at least one epoch, stop training
         and finish with the best epoch so far (training_["interrupted"] says so).
+
+        In a torch.distributed process group (torchrun; see `lstmae.train.process_group`)
+        every rank calls fit with the same data and parameters and trains on its share
+        of the windows. Only rank 0 then calibrates the threshold: on the other ranks
+        fit returns once training ends, with the detector not calibrated (do not save it).
         """
         self._check_params()
         device = resolve_device(self.device)
+        rank, world = rank_and_world()
+        if world > 1 and device.type == "cuda":
+            device = torch.device("cuda", local_rank())  # one GPU per process
         series = to_series(frame, self.columns, self.time_col, self.fill, source)
         started = time.perf_counter()
         torch.manual_seed(self.seed)
@@ -174,6 +191,8 @@ class Detector:
             patience=self.patience, seed=self.seed, progress=progress,
             keep_best_on_interrupt=keep_best_on_interrupt,
         )
+        if rank != 0:
+            return self  # every rank holds the same weights; rank 0 calibrates and writes
         calibration = val_set if val_set is not None else train_set
         self.heldout_errors_ = window_error(
             evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
@@ -187,6 +206,7 @@ class Detector:
         }
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
+        self.training_["processes"] = world  # each trained on 1/world of the windows
         return self
 
     def _choose_window(self, scaled: np.ndarray) -> int:
@@ -257,10 +277,12 @@ class Detector:
         if len(starts) == 0:
             shape = (0, width[want]) if want in width else (0, self.window_, len(self.columns_))
             return np.zeros(shape, dtype=np.float32)
-        values = torch.from_numpy(self.scaler_.transform(series.values))
+        # Score where the model is: CPU as loaded, or a GPU after det.model_.to("cuda").
+        device = next(self.model_.parameters()).device
+        values = torch.from_numpy(self.scaler_.transform(series.values)).to(device)
         view = values.unfold(0, self.window_, 1).transpose(1, 2)
         outputs = []
-        for batch in iter_batches(view, torch.from_numpy(starts), SCORE_BATCH):
+        for batch in iter_batches(view, torch.from_numpy(starts).to(device), SCORE_BATCH):
             if want == "latent":
                 outputs.append(self.model_.encode(batch))
                 continue
@@ -269,7 +291,7 @@ class Detector:
                 outputs.append(column_errors(recon, batch, self.loss))
             else:
                 outputs.append(recon)
-        return torch.cat(outputs).numpy()
+        return torch.cat(outputs).cpu().numpy()
 
     def _window_frame(self, piece: Piece) -> pd.DataFrame:
         index, starts = piece.series.index, piece.starts

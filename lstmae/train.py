@@ -3,18 +3,26 @@
 Batches are gathered straight from a strided view of the series that already
 lives on the training device (no DataLoader, no per-sample collation), and the
 loss is read back to the host once per epoch, not once per step.
+
+Under torchrun (`process_group`), each process trains on its share of every
+epoch's windows and DistributedDataParallel averages the gradients, so all
+copies of the model stay the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from lstmae.errors import OptionError, TrainingError
 from lstmae.model import LSTMAutoencoder, column_errors, reconstruction_loss
@@ -34,6 +42,48 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes training together (0, 1 alone)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def local_rank() -> int:
+    """Which of this machine's processes this is (torchrun sets LOCAL_RANK)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[None]:
+    """Join the torchrun job this process was started by, for the length of the block.
+
+    torchrun sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
+    a plain run sets none of them (or WORLD_SIZE=1) and nothing happens.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield
+        return
+    kind = resolve_device(device).type
+    if kind == "mps":
+        raise OptionError("--device mps cannot train on several processes; use cpu or cuda")
+    if kind == "cuda":
+        if local_rank() >= torch.cuda.device_count():
+            raise OptionError(
+                f"torchrun started local rank {local_rank()} but this machine has "
+                f"{torch.cuda.device_count()} GPU(s); use --nproc-per-node at most that"
+            )
+        torch.cuda.set_device(local_rank())  # one GPU per process: cuda:LOCAL_RANK
+    dist.init_process_group("nccl" if kind == "cuda" else "gloo")  # env:// from torchrun
+    try:
+        yield
+        # Leave together: a rank that tears down its group while rank 0 is still
+        # calibrating aborts at exit after DDP has used gloo (seen with torch 2.13).
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 @dataclass
@@ -93,7 +143,14 @@ def train(
     """
     device = train_set.values.device
     use_amp = device.type == "cuda"
+    rank, world = rank_and_world()
+    # DDP averages the gradients over the processes in backward, so every copy
+    # takes the same optimiser step; validation and checkpoints use the bare model.
+    net = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # The same seed on every rank: the same permutation, so the shards are disjoint.
     generator = torch.Generator().manual_seed(seed)
     view = train_set.view
     best_loss, best_epoch, best_state = math.inf, 0, None
@@ -102,8 +159,8 @@ def train(
     epoch, interrupted = 0, False
     try:
         for epoch in range(1, epochs + 1):
-            train_loss = _train_epoch(model, optimizer, view, train_set, batch_size, loss,
-                                      generator, use_amp)
+            train_loss = _train_epoch(net, optimizer, view, train_set, batch_size, loss,
+                                      generator, use_amp, rank, world)
             if not math.isfinite(train_loss):
                 raise TrainingError(
                     f"training loss became {train_loss} in epoch {epoch}; "
@@ -113,6 +170,11 @@ def train(
             if val_set is not None:
                 # the training objective (mean over every value) on unseen windows
                 val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
+                if world > 1:
+                    # Every rank scored the whole held-out set with the same weights;
+                    # take rank 0's number so that a last-bit difference can never
+                    # make one rank stop early and leave the others waiting.
+                    val_loss = _from_rank0(val_loss, device)
             monitored = val_loss if val_loss is not None else train_loss
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             if progress is not None:
@@ -142,11 +204,15 @@ def train(
     )
 
 
-def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator, use_amp) -> float:
-    """One pass over the training windows in a random order; the mean loss."""
+def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator, use_amp,
+                 rank=0, world=1) -> float:
+    """One pass over the training windows in a random order; the mean loss (over all ranks)."""
     device = train_set.values.device
     model.train()
-    order = train_set.starts[torch.randperm(len(train_set), generator=generator).to(device)]
+    order = torch.randperm(len(train_set), generator=generator)
+    if world > 1:
+        order = shard(order, rank, world)
+    order = train_set.starts[order.to(device)]
     total = torch.zeros((), device=device)
     for batch in iter_batches(view, order, batch_size):
         optimizer.zero_grad(set_to_none=True)
@@ -157,7 +223,29 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         total += batch_loss.detach() * len(batch)
-    return total.item() / len(train_set)  # the one host sync of the epoch
+    if world == 1:
+        return total.item() / len(train_set)  # the one host sync of the epoch
+    summed = torch.stack([total, torch.tensor(float(len(order)), device=device)])
+    dist.all_reduce(summed)  # the same mean on every rank, so all see the same NaN check
+    return (summed[0] / summed[1]).item()
+
+
+def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's share of an epoch's order: every world-th item from the rank on.
+
+    The order is first padded (wrapping round to its start) to a multiple of
+    world, so every rank takes the same number of steps: a rank that finished
+    early would leave the others waiting in DDP's gradient all-reduce for ever.
+    """
+    per_rank = math.ceil(len(order) / world)
+    padded = order[torch.arange(per_rank * world) % len(order)]
+    return padded[rank::world]
+
+
+def _from_rank0(value: float, device: torch.device) -> float:
+    number = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.broadcast(number, src=0)
+    return number.item()
 
 
 @torch.inference_mode()
