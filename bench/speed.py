@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import lstmae  # first: it sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+import lstmae
 
 # isort: split
 import numpy as np

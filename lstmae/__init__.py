@@ -9,15 +9,7 @@
 not train or score never pay for importing torch.
 """
 
-import os
-
 from lstmae.errors import LstmaeError
-
-# torch's OpenMP threads spin while they wait for work. On a small machine where
-# another process holds a core (cron, a second scorer), spinning threads slowed
-# training 100x and more; sleeping ones cost nothing measurable when idle.
-# Must be set before torch loads OpenMP; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["Detector", "LstmaeError", "__version__"]

@@ -208,7 +208,7 @@ def _write_rows(parts, fmt: str, output: str | None, top: int):
     return shown
 
 
-def pd_concat(frames):
+def _concat(frames):
     """Concatenate frames, skipping None; an empty frame when there are none."""
     import pandas as pd
 
@@ -445,7 +445,7 @@ def score(
                 result = result.drop(columns=[c for c in result.columns
                                               if c.startswith("error_")])
             if out_format == "table" and level is Level.window:
-                top_windows = pd_concat([top_windows, result]).nlargest(top, "error")
+                top_windows = _concat([top_windows, result]).nlargest(top, "error")
             yield result
 
     if out_format == "table" and level is Level.window:
@@ -453,7 +453,7 @@ def score(
             pass
     else:
         shown = _write_rows(results(), out_format, output, top)
-    events = pd_concat(events)
+    events = _concat(events)
     summary = (
         f"{windows} windows, {anomalies} anomalous ({anomalies / max(windows, 1):.1%}) "
         f"in {n_events} event(s), at threshold {limit:.4g} ({limit_source})"
