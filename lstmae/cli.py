@@ -208,6 +208,19 @@ def _write_rows(parts, fmt: str, output: str | None, top: int):
     return shown
 
 
+def _stream_rows(method: str, title: str, data, model, fmt, output, top, batch_rows, threads):
+    """encode and reconstruct: read DATA in batches, write rows as they come."""
+    out_format = _output_format(fmt, output)
+    _use_threads(threads)
+    from lstmae.io import iter_frames
+
+    detector = _load(model)
+    parts = getattr(detector, method)(iter_frames(data, batch_rows), source=_source(data))
+    shown = _write_rows(parts, out_format, output, top)
+    if out_format == "table":
+        _print_table(shown, title, shown.attrs["rows"])
+
+
 def _concat(frames):
     """Concatenate frames, skipping None; an empty frame when there are none."""
     import pandas as pd
@@ -419,8 +432,6 @@ def score(
 
     Example: lstmae score server_test.csv -m server.lstmae --threshold 0.05 -o scores.csv
     """
-    if threshold is not None and not (threshold >= 0 and threshold != float("inf")):
-        raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
     out_format = _output_format(fmt, output)
     _use_threads(threads)
     detector = _load(model)
@@ -496,14 +507,8 @@ def encode(
 
     Example: lstmae encode server_test.csv -m server.lstmae -o latent.parquet
     """
-    out_format = _output_format(fmt, output)
-    _use_threads(threads)
-    from lstmae.io import iter_frames
-
-    parts = _load(model).iter_encode(iter_frames(data, batch_rows), source=_source(data))
-    shown = _write_rows(parts, out_format, output, top)
-    if out_format == "table":
-        _print_table(shown, "latent vectors", shown.attrs["rows"])
+    _stream_rows("iter_encode", "latent vectors", data, model, fmt, output, top, batch_rows,
+                 threads)
 
 
 @command
@@ -520,14 +525,8 @@ def reconstruct(
 
     Example: lstmae reconstruct server_test.csv -m server.lstmae -o recon.csv
     """
-    out_format = _output_format(fmt, output)
-    _use_threads(threads)
-    from lstmae.io import iter_frames
-
-    parts = _load(model).iter_reconstruct(iter_frames(data, batch_rows), source=_source(data))
-    shown = _write_rows(parts, out_format, output, top)
-    if out_format == "table":
-        _print_table(shown, "reconstruction", shown.attrs["rows"])
+    _stream_rows("iter_reconstruct", "reconstruction", data, model, fmt, output, top,
+                 batch_rows, threads)
 
 
 @command
