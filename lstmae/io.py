@@ -91,7 +91,7 @@ def iter_frames(
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: no such file; check the path")
-    if path.is_dir() and not any(path.glob("**/*.parquet")):
+    if path.is_dir() and not _parquet_files(path):
         raise DataError(f"{path}: is a folder, not a data file; give a CSV or Parquet file")
     if _is_parquet(path):
         yield from _iter_parquet(path, batch_rows)
@@ -116,22 +116,38 @@ def _iter_csv(source, name: str, batch_rows: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
 
 
+def _parquet_files(path: Path) -> list[Path]:
+    """The file itself, or a folder's Parquet files in path order (a partitioned dataset).
+
+    Like pyarrow's datasets, names starting with "." or "_" (_SUCCESS, .crc) are skipped.
+    """
+    if not path.is_dir():
+        return [path]
+    return sorted(
+        file for file in path.glob("**/*.parquet")
+        if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    )
+
+
 def _iter_parquet(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
-    try:
-        dataset = ds.dataset(path, format="parquet")
-        batches = dataset.to_batches(batch_size=batch_rows)
-        rows = 0
-        for batch in batches:
-            rows += batch.num_rows
-            yield batch.to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"{path}: not a readable Parquet file ({_first_line(exc)}); "
-            "check that the file is complete"
-        ) from None
+    rows = 0
+    for file in _parquet_files(path):
+        try:
+            # One file at a time, column chunks read as needed (pre_buffer=False): pyarrow's
+            # dataset scanner and pre-buffering read ahead, and peak memory then grew with
+            # the file (1.0 GiB at 2.5M rows against 0.7 GiB at 0.5M).
+            with pq.ParquetFile(file, pre_buffer=False) as parquet:
+                for batch in parquet.iter_batches(batch_size=batch_rows):
+                    rows += batch.num_rows
+                    yield batch.to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(
+                f"{file}: not a readable Parquet file ({_first_line(exc)}); "
+                "check that the file is complete"
+            ) from None
     if rows == 0:
         raise DataError(f"{path}: holds no data rows")
 

@@ -58,6 +58,10 @@ def test_cli_scores_a_parquet_folder_like_the_single_file(tmp_path, small_detect
     folder.mkdir()
     for i, chunk in enumerate(_chunks(small_frame, 150)):
         pq.write_table(pa.Table.from_pandas(chunk), folder / f"part-{i}.parquet")
+    # Left-overs of a writer (Spark's _temporary/, hidden files) are not data.
+    (folder / "_temporary").mkdir()
+    pq.write_table(pa.Table.from_pandas(small_frame.iloc[:5]), folder / "_temporary" / "x.parquet")
+    pq.write_table(pa.Table.from_pandas(small_frame.iloc[:5]), folder / ".part-9.parquet")
     small_frame.to_csv(tmp_path / "all.csv", index=False)
     args = ["-m", "m.lstmae", "--level", "point", "--batch-rows", "64"]
     from_folder = run_lstmae("score", "parts", *args, cwd=tmp_path, check=True)
