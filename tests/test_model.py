@@ -22,7 +22,7 @@ def test_ramp_is_reconstructed_not_averaged(seed):
     # The origin: a broadcast [5,1,1]-vs-[5,1] loss made an autoencoder output
     # the mean 0.2 for every step. Every value must come back within 0.01.
     frame = pd.DataFrame({"value": RAMP})
-    det = Detector(window=5, epochs=500, seed=seed, device="cpu").fit(frame)
+    det = Detector(window=5, seed=seed, device="cpu").fit(frame)  # default 100 epochs
     recon = det.reconstruct(frame)["value_recon"].to_numpy()
     assert np.abs(recon - np.array(RAMP)).max() < 0.01, recon
     assert det.score(frame)["error"].iloc[0] < 0.01
