@@ -49,7 +49,9 @@ from lstmae.windows import (
 # Fewer held-out windows than this cannot calibrate a 0.99 quantile or stop early
 # meaningfully; then training windows are used for both.
 MIN_HELDOUT_WINDOWS = 20
-SCORE_BATCH = 1024
+# Windows per forward pass when scoring. Not "as large as fits": oneDNN's LSTM keeps a
+# 128-256 window batch in cache and ran 1.3x faster than at 1024 (bench/README.md).
+SCORE_BATCH = 256
 LEVELS = ("window", "point", "event")
 DEFAULT_WINDOW = 64
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
