@@ -52,6 +52,11 @@ class Loss(str, enum.Enum):
     l1 = "l1"
 
 
+class Error(str, enum.Enum):
+    mae = "mae"
+    mse = "mse"
+
+
 class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
@@ -288,7 +293,13 @@ def fit(
     epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Windows per mini-batch.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
-    loss: Annotated[Loss, typer.Option(help="Reconstruction loss and window error.")] = Loss.mse,
+    loss: Annotated[Loss, typer.Option(help="Reconstruction loss that training minimises.")] = (
+        Loss.mse
+    ),
+    error: Annotated[
+        Error, typer.Option(help="A window's error per column when scoring: mean absolute or "
+                            "mean squared difference over its rows.")
+    ] = Error.mae,
     val_fraction: Annotated[
         float, typer.Option(help="Last part of the series, in time order, held out for early "
                             "stopping and the threshold.")
@@ -342,7 +353,7 @@ def fit(
 
     detector = Detector(
         window=_window(window), stride=stride, hidden=hidden, latent=latent, layers=layers,
-        epochs=epochs, batch_size=batch_size, lr=lr, loss=loss.value,
+        epochs=epochs, batch_size=batch_size, lr=lr, loss=loss.value, error=error.value,
         val_fraction=val_fraction, patience=patience, seed=seed, device=device.value,
         threshold_method=threshold_method.value, threshold_quantile=threshold_quantile,
         risk=risk, sigma=sigma, margin=margin, columns=_columns(columns), time_col=time_col,
@@ -647,7 +658,8 @@ def info(
         ("window / stride", f"{meta['window']} / {meta['stride']}"),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
-        ("loss", meta["loss"]),
+        ("loss / error", f"{meta['loss']} (training) / {meta.get('error', meta['loss'])} "
+                         "(window error)"),
         ("threshold", f"{th['value']:.6g} ({describe(th)})"),
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "

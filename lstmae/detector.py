@@ -26,7 +26,7 @@ from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
 from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
-from lstmae.model import LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
+from lstmae.model import ERRORS, LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
 from lstmae.stream import EventTracker, Piece, pieces
 from lstmae.train import (
     EpochReport,
@@ -75,6 +75,7 @@ class Detector:
         batch_size: int = 64,
         lr: float = 3e-3,
         loss: str = "mse",
+        error: str = "mae",
         val_fraction: float = 0.1,
         patience: int = 10,
         seed: int = 0,
@@ -97,6 +98,7 @@ class Detector:
         self.batch_size = batch_size
         self.lr = lr
         self.loss = loss
+        self.error = error
         self.val_fraction = val_fraction
         self.patience = patience
         self.seed = seed
@@ -129,6 +131,7 @@ class Detector:
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
              "lr", "a positive number", self.lr)
         need(self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", self.loss)
+        need(self.error in ERRORS, "error", f"one of {', '.join(ERRORS)}", self.error)
         need(isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1,
              "val_fraction", "at least 0 and below 1", self.val_fraction)
         thresholds.check_settings(
@@ -197,7 +200,7 @@ class Detector:
             return self  # every rank holds the same weights; rank 0 calibrates and writes
         calibration = val_set if val_set is not None else train_set
         self.heldout_errors_ = window_error(
-            evaluate_errors(self.model_, calibration, self.loss, SCORE_BATCH)
+            evaluate_errors(self.model_, calibration, self.error, SCORE_BATCH)
         )
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
@@ -290,18 +293,20 @@ class Detector:
                 continue
             recon = self.model_(batch)
             if want == "column_errors":
-                outputs.append(column_errors(recon, batch, self.loss))
+                outputs.append(column_errors(recon, batch, self.error))
             else:
                 outputs.append(recon)
         return torch.cat(outputs).cpu().numpy()
 
-    def _window_frame(self, piece: Piece) -> pd.DataFrame:
+    def _window_frame(self, piece: Piece, columns: dict) -> pd.DataFrame:
+        """window, start, end and then `columns`, built at once (not column by column)."""
         index, starts = piece.series.index, piece.starts
         return pd.DataFrame(
             {
                 "window": piece.first_window + np.arange(len(starts)),
                 "start": index[starts],
                 "end": index[starts + self.window_ - 1],
+                **columns,
             }
         )
 
@@ -382,12 +387,11 @@ class Detector:
         latest = None  # the last window of earlier batches, for point scores with a stride
         for piece in self._pieces(frames, source, sort):
             by_column = self._run(piece.series, piece.starts, "column_errors").astype(np.float64)
-            windows = self._window_frame(piece)
-            windows["error"] = window_error(by_column)
-            windows["threshold"] = limit
-            windows["anomaly"] = windows["error"].to_numpy() > limit
-            for i, col in enumerate(self.columns_):
-                windows[f"error_{col}"] = by_column[:, i]
+            errors = window_error(by_column)
+            windows = self._window_frame(piece, {
+                "error": errors, "threshold": limit, "anomaly": errors > limit,
+                **{f"error_{col}": by_column[:, i] for i, col in enumerate(self.columns_)},
+            })
             points, latest = self._points(piece, windows, latest, limit)
             closed = events.feed(windows)
             if piece.last:
@@ -427,10 +431,9 @@ class Detector:
         """`encode` for data arriving in batches of rows, batch by batch."""
         for piece in self._pieces(frames, source, sort):
             latent = self._run(piece.series, piece.starts, "latent")
-            result = self._window_frame(piece)
-            for i in range(latent.shape[1]):
-                result[f"z{i}"] = latent[:, i].astype(np.float64)
-            yield result
+            yield self._window_frame(
+                piece, {f"z{i}": latent[:, i].astype(np.float64) for i in range(latent.shape[1])}
+            )
 
     def reconstruct(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
         """One row per input row: time (if any), and <col>, <col>_recon for each column.
@@ -492,6 +495,7 @@ class Detector:
             "window": self.window_,
             "stride": self.stride,
             "loss": self.loss,
+            "error": self.error,
             "model": self.config_.to_dict(),
             "threshold": {"value": self.threshold_, **self.threshold_info_},
             "training": self.training_,
@@ -511,8 +515,11 @@ class Detector:
         tensors, meta = load_model_file(path)
         try:
             params = meta["params"]
+            # Files written before `error` existed scored windows with their training loss.
+            error = meta.get("error", "mae" if meta["loss"] == "l1" else meta["loss"])
             det = cls(
                 window=params["window"], stride=int(meta["stride"]), loss=meta["loss"],
+                error=error,
                 hidden=meta["model"]["hidden"], latent=meta["model"]["latent"],
                 layers=meta["model"]["layers"], columns=list(meta["columns"]),
                 time_col=meta["time_col"],

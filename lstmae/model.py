@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("mse", "l1")
+LOSSES = ("mse", "l1")  # what training minimises
+ERRORS = ("mae", "mse")  # how a window's error is measured when scoring
 
 
 @dataclass
@@ -82,9 +83,13 @@ def window_error(column_errors: np.ndarray) -> np.ndarray:
     return column_errors.max(axis=1)
 
 
-def column_errors(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """One error per window and feature [B, D]: the mean over the window's T steps."""
+def column_errors(prediction: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """One error per window and feature [B, D]: the mean over the window's T steps.
+
+    kind "mse" squares each difference; "l1" (a loss) and "mae" (an error) take its
+    absolute value.
+    """
     check_same_shape(prediction, target)
     diff = prediction.float() - target.float()
-    per_value = diff.square() if loss == "mse" else diff.abs()
+    per_value = diff.square() if kind == "mse" else diff.abs()
     return per_value.mean(dim=1)

@@ -149,7 +149,7 @@ def train(
     net = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = Adam(model.parameters(), lr=lr)
     # The same seed on every rank: the same permutation, so the shards are disjoint.
     generator = torch.Generator().manual_seed(seed)
     view = train_set.view
@@ -228,6 +228,42 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
     summed = torch.stack([total, torch.tensor(float(len(order)), device=device)])
     dist.all_reduce(summed)  # the same mean on every rank, so all see the same NaN check
     return (summed[0] / summed[1]).item()
+
+
+class Adam:
+    """torch.optim.Adam's default update, with its state kept here.
+
+    The step is torch's own: torch.optim.adam.adam, the function torch.optim.Adam
+    calls. Only the state lives here, because building any torch.optim optimiser
+    imports torch._dynamo, which cost 0.6-0.8 s of every `lstmae fit` on these
+    CPUs (a quarter of fitting the 5-row ramp). tests/test_model.py checks that
+    the weights match torch.optim.Adam's exactly, step by step.
+    """
+
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        self.lr = lr
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+        # torch.optim.Adam keeps each step count as a float32 scalar on the CPU
+        self.steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from torch.optim.adam import adam
+
+        have = [i for i, p in enumerate(self.params) if p.grad is not None]
+        adam(
+            [self.params[i] for i in have], [self.params[i].grad for i in have],
+            [self.exp_avgs[i] for i in have], [self.exp_avg_sqs[i] for i in have], [],
+            [self.steps[i] for i in have],
+            amsgrad=False, beta1=0.9, beta2=0.999, lr=self.lr, weight_decay=0.0, eps=1e-8,
+            maximize=False,
+        )
 
 
 def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:

