@@ -323,8 +323,11 @@ def fit(
     ] = 1e-3,
     sigma: Annotated[float, typer.Option(help="sigma: standard deviations above the mean.")] = 3.0,
     margin: Annotated[
-        float, typer.Option(help="max: threshold = this times the largest held-out error.")
-    ] = 1.5,
+        float | None, typer.Option(
+            help="max: threshold = this times the largest held-out error. Default 1.0, or 1.5 "
+            "when too few rows are held out and training windows' errors (which understate "
+            "new data's) are used.", show_default=False)
+    ] = None,
     fill: FillOpt = None,
     threads: ThreadsOpt = None,
     save_on_interrupt: Annotated[

@@ -84,7 +84,7 @@ class Detector:
         threshold_quantile: float = 0.99,
         risk: float = 1e-3,
         sigma: float = 3.0,
-        margin: float = 1.5,
+        margin: float | None = None,
         columns: list[str] | None = None,
         time_col: str | None = None,
         fill: str | None = None,
@@ -204,7 +204,7 @@ class Detector:
         )
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
-            self.risk, self.sigma, self.margin,
+            self.risk, self.sigma, self.margin, heldout=val_set is not None,
         )
         self.threshold_info_ = {
             **how, "source": result.monitored, "windows": len(self.heldout_errors_)

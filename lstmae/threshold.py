@@ -5,8 +5,10 @@ threshold can be re-derived at score time without refitting):
 
 - max (the default): `margin` times the largest held-out error. Held-out sets
   are small and their windows overlap, so their 0.99 quantile is close to
-  their maximum and new normal data exceeds it often; a margin above the worst
-  normal window seen is what held on series with no anomaly (bench/README.md).
+  their maximum and new normal data exceeds it often; the largest error itself
+  held on series with no anomaly. When too few rows could be held out, the
+  errors are those of the training windows, which the model has fitted and
+  which understate new data's: then the default margin is 1.5 (bench/README.md).
 - quantile: the q-quantile; about (1 - q) of normal windows exceed it.
 - pot: peaks over threshold (Siffer et al., KDD 2017). The errors above an
   initial high quantile are fitted with a generalised Pareto distribution, and
@@ -24,12 +26,14 @@ import numpy as np
 from lstmae.errors import OptionError
 
 METHODS = ("max", "quantile", "pot", "sigma")
+# Default margins of "max": on truly held-out windows, and on training windows.
+HELDOUT_MARGIN, TRAINING_MARGIN = 1.0, 1.5
 POT_INITIAL_QUANTILE = 0.98
 MIN_POT_PEAKS = 10
 
 
 def check_settings(
-    method: str, quantile: float, risk: float, sigma: float, margin: float = 1.5
+    method: str, quantile: float, risk: float, sigma: float, margin: float | None = None
 ) -> None:
     """Refuse settings that cannot give a threshold, naming the option."""
     if method not in METHODS:
@@ -42,7 +46,9 @@ def check_settings(
         raise OptionError(f"--risk must be between 0 and 1, e.g. 1e-3 (got {risk!r})")
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise OptionError(f"--sigma must be a positive number (got {sigma!r})")
-    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+    if margin is not None and not (
+        isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0
+    ):
         raise OptionError(f"--margin must be a positive number, e.g. 1.5 (got {margin!r})")
 
 
@@ -52,10 +58,17 @@ def calibrate(
     quantile: float = 0.99,
     risk: float = 1e-3,
     sigma: float = 3.0,
-    margin: float = 1.5,
+    margin: float | None = None,
+    heldout: bool = True,
 ) -> tuple[float, dict]:
-    """The threshold and a description of how it was set (stored in the model)."""
+    """The threshold and a description of how it was set (stored in the model).
+
+    heldout: whether `errors` come from held-out windows (not from training windows);
+    it sets the default margin.
+    """
     check_settings(method, quantile, risk, sigma, margin)
+    if margin is None:
+        margin = HELDOUT_MARGIN if heldout else TRAINING_MARGIN
     errors = np.asarray(errors, dtype=np.float64)
     if errors.size == 0:
         raise ValueError("no errors to calibrate a threshold from")

@@ -80,6 +80,10 @@ def test_threshold_methods():
     assert how == {"method": "quantile", "quantile": 0.99} and abs(q - np.log(100)) < 0.15
     m, how = calibrate(errors, "max", margin=1.5)
     assert how == {"method": "max", "margin": 1.5} and m == 1.5 * errors.max()
+    # default margin: 1.0 on held-out errors, 1.5 on training windows' (optimistic) errors
+    assert calibrate(errors, "max")[0] == errors.max()
+    assert calibrate(errors, "max", heldout=False) == (1.5 * errors.max(),
+                                                       {"method": "max", "margin": 1.5})
     s, _ = calibrate(errors, "sigma", sigma=3.0)
     assert abs(s - (errors.mean() + 3 * errors.std())) < 1e-9
     # exponential tail: P(X > x) = exp(-x), so risk 1e-4 sits at ln(1e4) = 9.2,
@@ -92,6 +96,13 @@ def test_threshold_methods():
         calibrate(errors, "median")
     with pytest.raises(OptionError, match="--margin"):
         calibrate(errors, "max", margin=0)
+
+
+def test_without_held_out_rows_the_margin_is_1_5(small_frame):
+    det = Detector(window=16, hidden=8, latent=3, epochs=2, val_fraction=0.0, device="cpu")
+    det.fit(small_frame)
+    assert det.threshold_info_["source"] == "training" and det.threshold_info_["margin"] == 1.5
+    assert det.threshold_ == pytest.approx(1.5 * det.heldout_errors_.max())
 
 
 def test_threshold_rederived_from_stored_errors_without_refit(small_detector, small_frame):
