@@ -76,6 +76,6 @@ def test_adam_steps_exactly_like_torch_optim_adam():
             reconstruction_loss(model(x), x, "mse").backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-    for a, b, before in zip(ours.parameters(), theirs.parameters(), start):
+    for a, b, before in zip(ours.parameters(), theirs.parameters(), start, strict=True):
         assert torch.equal(a, b)
         assert not torch.equal(a, before)  # it did train
