@@ -233,13 +233,13 @@ def _fit_shape(results: Results, args, T: int, H: int, D: int) -> None:
                                                generator=torch.Generator().manual_seed(1))
                                 [:n_naive]]
 
-    def ours(batch_size, subset=None):
+    def ours(batch_size, subset=None, precision="auto"):
         ws = windows if subset is None else WindowSet(values, starts[:subset], T)
         torch.manual_seed(0)
         model = LSTMAutoencoder(config)
         began = time.perf_counter()
         train(model, ws, None, epochs=args.fit_epochs, batch_size=batch_size, lr=LR,
-              loss="mse", patience=10**9, seed=0)
+              loss="mse", patience=10**9, seed=0, precision=precision)
         return args.fit_epochs * len(ws) / (time.perf_counter() - began)
 
     def bare(batch_size=BATCH, subset=None):
@@ -275,12 +275,14 @@ def _fit_shape(results: Results, args, T: int, H: int, D: int) -> None:
 
     # Warm-up: oneDNN builds its LSTM primitives on first use of a shape.
     ours(BATCH, 2 * BATCH), ours(DEFAULT_BATCH, 2 * BATCH), bare(BATCH, 2 * BATCH)
+    ours(BATCH, 2 * BATCH, "bf16")
     naive(2)
     s = interleaved({
         "ours": lambda: ours(BATCH),
         "bare": bare,
         "naive": naive,
         "ours_b64": lambda: ours(DEFAULT_BATCH),
+        "ours_bf16": lambda: ours(BATCH, precision="bf16"),
     }, args.rounds, f"fit {shape}")
     results.add("fit", f"{shape} lstmae train, batch {BATCH}", s["ours"], "win/s")
     results.add("fit", f"{shape} bare loop, batch {BATCH}", s["bare"], "win/s")
@@ -297,6 +299,12 @@ def _fit_shape(results: Results, args, T: int, H: int, D: int) -> None:
     results.add("fit", f"{shape} batch {DEFAULT_BATCH} / batch {BATCH} (ours)",
                 ratios(s["ours_b64"], s["ours"]), "×", fmt="{:.2f}",
                 note="info: what the default batch size costs")
+    results.add("fit", f"{shape} lstmae train, --precision bf16, batch {BATCH}",
+                s["ours_bf16"], "win/s")
+    results.add("fit", f"{shape} bf16 / fp32 (ours)", ratios(s["ours_bf16"], s["ours"]), "×",
+                fmt="{:.2f}", note="info: opt-in bf16 autocast on CPU")
+    results.add("fit", f"{shape} bf16 ours / naive", ratios(s["ours_bf16"], s["naive"]), "×",
+                fmt="{:.1f}", note="info: the targets are for the fp32 default")
 
 
 # -------------------------------------------------------------- 2. score

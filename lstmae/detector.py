@@ -29,6 +29,7 @@ from lstmae.io import Series, to_series
 from lstmae.model import ERRORS, LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
 from lstmae.stream import EventTracker, Piece, pieces
 from lstmae.train import (
+    PRECISIONS,
     EpochReport,
     TrainResult,
     WindowSet,
@@ -37,6 +38,7 @@ from lstmae.train import (
     rank_and_world,
     resolve_device,
     train,
+    uses_bf16,
 )
 from lstmae.windows import (
     Scaler,
@@ -80,6 +82,7 @@ class Detector:
         patience: int = 10,
         seed: int = 0,
         device: str = "auto",
+        precision: str = "auto",
         threshold_method: str = "max",
         threshold_quantile: float = 0.99,
         risk: float = 1e-3,
@@ -103,6 +106,7 @@ class Detector:
         self.patience = patience
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.threshold_method = threshold_method
         self.threshold_quantile = threshold_quantile
         self.risk = risk
@@ -132,6 +136,8 @@ class Detector:
              "lr", "a positive number", self.lr)
         need(self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", self.loss)
         need(self.error in ERRORS, "error", f"one of {', '.join(ERRORS)}", self.error)
+        need(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}",
+             self.precision)
         need(isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1,
              "val_fraction", "at least 0 and below 1", self.val_fraction)
         thresholds.check_settings(
@@ -193,7 +199,7 @@ class Detector:
         result = train(
             self.model_, train_set, val_set,
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, loss=self.loss,
-            patience=self.patience, seed=self.seed, progress=progress,
+            patience=self.patience, seed=self.seed, precision=self.precision, progress=progress,
             keep_best_on_interrupt=keep_best_on_interrupt,
         )
         if rank != 0:
@@ -212,6 +218,7 @@ class Detector:
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         self.training_["processes"] = world  # each trained on 1/world of the windows
+        self.training_["precision"] = "bf16" if uses_bf16(self.precision, device) else "fp32"
         return self
 
     def _choose_window(self, scaled: np.ndarray) -> int:
@@ -502,7 +509,8 @@ class Detector:
             "params": {
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "val_fraction": self.val_fraction, "patience": self.patience,
-                "seed": self.seed, "device": self.device, "window": self.window,
+                "seed": self.seed, "device": self.device, "precision": self.precision,
+                "window": self.window,
                 "threshold_method": self.threshold_method,
                 "threshold_quantile": self.threshold_quantile, "risk": self.risk,
                 "sigma": self.sigma, "margin": self.margin, "fill": self.fill,
@@ -522,7 +530,7 @@ class Detector:
                 error=error,
                 hidden=meta["model"]["hidden"], latent=meta["model"]["latent"],
                 layers=meta["model"]["layers"], columns=list(meta["columns"]),
-                time_col=meta["time_col"],
+                time_col=meta["time_col"], precision=params.get("precision", "auto"),
                 **{k: params[k] for k in ("epochs", "batch_size", "lr", "val_fraction",
                                           "patience", "seed", "device", "threshold_method",
                                           "threshold_quantile", "risk", "sigma", "margin",

@@ -28,6 +28,14 @@ def test_ramp_is_reconstructed_not_averaged(seed):
     assert det.score(frame)["error"].iloc[0] < 0.01
 
 
+def test_bf16_training_on_cpu_still_reconstructs_the_ramp():
+    frame = pd.DataFrame({"value": RAMP})
+    det = Detector(window=5, device="cpu", precision="bf16").fit(frame)
+    assert det.training_["precision"] == "bf16"
+    recon = det.reconstruct(frame)["value_recon"].to_numpy()
+    assert np.abs(recon - np.array(RAMP)).max() < 0.01, recon
+
+
 def test_shape_mismatch_raises_instead_of_broadcasting():
     prediction = torch.zeros(5, 1, 1)
     target = torch.zeros(5, 1)
