@@ -412,7 +412,7 @@ def fit(
             f"{', '.join(detector.columns_)}; {t['epochs_run']} epochs "
             f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
             f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
-            f"{t['seconds']:.1f} s on {t['device']}{processes}"
+            f"{t['seconds']:.1f} s on {t['device']} ({t['precision']}){processes}"
         )
 
 

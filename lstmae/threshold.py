@@ -102,7 +102,7 @@ def describe(info: dict) -> str:
     """How a threshold was set, in words: 'quantile 0.99 of 1179 validation windows'."""
     method = info.get("method")
     if method == "max":
-        how = f"{info['margin']:g} x the largest"
+        how = "the largest" if info["margin"] == 1 else f"{info['margin']:g} x the largest"
     elif method == "quantile":
         how = f"quantile {info['quantile']}"
     elif method == "pot":

@@ -44,7 +44,7 @@ def test_torchrun_two_processes_scores_like_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     # rank 0 alone prints the summary; the other rank is silent
     assert proc.stderr.count("fitted ") == 1, proc.stderr
-    assert "on cpu x 2 processes" in proc.stderr
+    assert "on cpu (fp32) x 2 processes" in proc.stderr
     run_lstmae("fit", str(train), "-m", str(tmp_path / "one.lstmae"), *OPTIONS, "-q",
                check=True)
 
