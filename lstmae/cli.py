@@ -29,7 +29,7 @@ app = typer.Typer(
     help="Time-series anomaly detection with an LSTM autoencoder.\n\n"
     "Train on normal data, then score new data:\n\n"
     "  lstmae fit data.csv\n\n"
-    "  lstmae score new.csv --threshold 0.05",
+    "  lstmae score new.csv --threshold 0.3",
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -303,8 +303,10 @@ def fit(
         Loss.mse
     ),
     error: Annotated[
-        Error, typer.Option(help="A window's error per column when scoring: mean absolute or "
-                            "mean squared difference over its rows.")
+        Error, typer.Option(help="How window errors are measured, for the threshold and for "
+                            "scoring: mae = mean absolute difference per column over the "
+                            "window's rows, mse = mean squared; a window's error is its worst "
+                            "column's.")
     ] = Error.mae,
     val_fraction: Annotated[
         float, typer.Option(help="Last part of the series, in time order, held out for early "
@@ -317,8 +319,8 @@ def fit(
     device: Annotated[Device, typer.Option(help="auto: CUDA when present.")] = Device.auto,
     precision: Annotated[
         Precision, typer.Option(help="Training arithmetic. auto: bf16 autocast on CUDA, fp32 on "
-                                "CPU; bf16 on CPU is faster on CPUs with bf16 units (Intel "
-                                "AMX). Scoring always runs in fp32.")
+                                "CPU; bf16 trains faster on CPUs with bf16 units (Intel AMX). "
+                                "Scoring always runs in fp32.")
     ] = Precision.auto,
     threshold_method: Annotated[
         ThresholdMethod, typer.Option(help="max: --margin times the largest held-out error; "
@@ -437,6 +439,10 @@ def score(
         float | None, typer.Option(help="Re-derive the threshold by peaks-over-threshold at "
                                    "this risk (e.g. 1e-3) from the stored held-out errors.")
     ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Re-derive the threshold as this times the largest "
+                                   "stored held-out error (e.g. 1.2 for fewer false alarms).")
+    ] = None,
     level: Annotated[
         Level, typer.Option(help="window: one row per window; point: one row per input row "
                             "(causal score); event: runs of anomalous windows merged.")
@@ -456,12 +462,12 @@ def score(
 ) -> None:
     """Score new data: reconstruction error, threshold and anomalies per window, row or event.
 
-    Example: lstmae score server_test.csv -m server.lstmae --threshold 0.05 -o scores.csv
+    Example: lstmae score server_test.csv -m server.lstmae --threshold 0.3 -o scores.csv
     """
     out_format = _output_format(fmt, output)
     _use_threads(threads)
     detector = _load(model)
-    limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk)
+    limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk, margin)
     from lstmae.io import iter_frames
 
     parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
@@ -657,7 +663,7 @@ def info(
     from lstmae.artifact import load_model_file
 
     _, meta = load_model_file(model)
-    _load(model)  # the full check: tensors agree with the metadata
+    detector = _load(model)  # the full check: tensors agree with the metadata
     from lstmae.threshold import describe
 
     if as_json:
@@ -673,8 +679,7 @@ def info(
         ("window / stride", f"{meta['window']} / {meta['stride']}"),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
-        ("loss / error", f"{meta['loss']} (training) / {meta.get('error', meta['loss'])} "
-                         "(window error)"),
+        ("loss / error", f"{meta['loss']} (training) / {detector.error} (window error)"),
         ("threshold", f"{th['value']:.6g} ({describe(th)})"),
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "

@@ -52,7 +52,7 @@ from lstmae.windows import (
 # meaningfully; then training windows are used for both.
 MIN_HELDOUT_WINDOWS = 20
 # Windows per forward pass when scoring. Not "as large as fits": oneDNN's LSTM keeps a
-# 128-256 window batch in cache and ran 1.3x faster than at 1024 (bench/README.md).
+# 128-256 window batch in cache and ran 1.1-1.4x faster than at 1024 (bench/README.md).
 SCORE_BATCH = 256
 LEVELS = ("window", "point", "event")
 DEFAULT_WINDOW = 64
@@ -164,6 +164,7 @@ class Detector:
         """
         self._check_params()
         device = resolve_device(self.device)
+        uses_bf16(self.precision, device)  # refuses bf16 on a device without it, before any work
         rank, world = rank_and_world()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank())  # one GPU per process
@@ -283,7 +284,7 @@ class Detector:
     def _run(self, series: Series, starts: np.ndarray, want: str) -> np.ndarray:
         """Per-column errors [N_w, D], latents [N_w, k] or reconstructions [N_w, T, D].
 
-        All in standardised units; a window's error is the mean of its column errors.
+        All in standardised units; a window's error is its worst column's (window_error).
         """
         width = {"column_errors": len(self.columns_), "latent": self.config_.latent}
         if len(starts) == 0:
@@ -322,25 +323,30 @@ class Detector:
         threshold: float | None = None,
         quantile: float | None = None,
         risk: float | None = None,
+        margin: float | None = None,
     ) -> tuple[float, str]:
         """The threshold to score with, and where it came from.
 
-        An explicit `threshold` wins; `quantile` or `risk` re-derive one from the
-        held-out errors stored in the model; otherwise the model's own.
+        An explicit `threshold` wins; `quantile`, `risk` or `margin` (times the
+        largest) re-derive one from the held-out errors stored in the model;
+        otherwise the model's own.
         """
         self._check_fitted()
         if threshold is not None:
             if not (math.isfinite(threshold) and threshold >= 0):
                 raise OptionError(f"--threshold must be a non-negative number (got {threshold})")
             return float(threshold), "--threshold"
-        if quantile is not None and risk is not None:
-            raise OptionError("give --threshold-quantile or --risk, not both")
+        if sum(x is not None for x in (quantile, risk, margin)) > 1:
+            raise OptionError("give only one of --threshold-quantile, --risk and --margin")
         if quantile is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "quantile", quantile=quantile)
             return value, f"quantile {quantile} of held-out errors"
         if risk is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
             return value, f"pot at risk {risk} of held-out errors"
+        if margin is not None:
+            value, _ = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
+            return value, f"{margin:g} x the largest held-out error"
         return self.threshold_, f"the model's {self.threshold_info_['method']} threshold"
 
     def score(
@@ -471,11 +477,11 @@ class Detector:
             done = piece.n_final
             recon = self.scaler_.inverse(sums[:done] / counts[:done, None])
             series = piece.series
-            result = pd.DataFrame({series.time_col: series.index[:done]} if series.time_col
-                                  else {})
+            columns = {series.time_col: series.index[:done]} if series.time_col else {}
             for i, col in enumerate(self.columns_):
-                result[col] = series.values[:done, i]
-                result[f"{col}_recon"] = recon[:, i]
+                columns[col] = series.values[:done, i]
+                columns[f"{col}_recon"] = recon[:, i]
+            result = pd.DataFrame(columns)
             carried_sums, carried_counts = sums[done:], counts[done:]
             yield result
 

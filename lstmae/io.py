@@ -124,8 +124,9 @@ def _parquet_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return [path]
     return sorted(
-        file for file in path.glob("**/*.parquet")
-        if not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+        file for file in path.rglob("*")
+        if file.suffix.lower() in (".parquet", ".pq") and file.is_file()
+        and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
     )
 
 

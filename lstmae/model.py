@@ -89,6 +89,8 @@ def column_errors(prediction: torch.Tensor, target: torch.Tensor, kind: str) -> 
     kind "mse" squares each difference; "l1" (a loss) and "mae" (an error) take its
     absolute value.
     """
+    if kind not in LOSSES + ERRORS:
+        raise ValueError(f"unknown error kind {kind!r}")
     check_same_shape(prediction, target)
     diff = prediction.float() - target.float()
     per_value = diff.square() if kind == "mse" else diff.abs()

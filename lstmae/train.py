@@ -36,7 +36,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its forward pass under bf16 autocast (loss and weights stay fp32).
 
     auto: on CUDA only. On CPU bf16 is opt-in: with bf16 matrix units (Intel AMX)
-    it trained 1.7-1.9x faster here, but it rounds more and, on CPUs without such
+    it trained 1.7-2x faster here, but it rounds more and, on CPUs without such
     units, can be slower than fp32 (bench/README.md).
     """
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
@@ -229,7 +229,7 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
     order = train_set.starts[order.to(device)]
     total = torch.zeros((), device=device)
     for batch in iter_batches(view, order, batch_size):
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             prediction = model(batch)
         batch_loss = reconstruction_loss(prediction, batch, loss)
@@ -262,7 +262,7 @@ class Adam:
         # torch.optim.Adam keeps each step count as a float32 scalar on the CPU
         self.steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
@@ -300,13 +300,14 @@ def _from_rank0(value: float, device: torch.device) -> float:
 
 @torch.inference_mode()
 def evaluate_errors(
-    model: LSTMAutoencoder, windows: WindowSet, loss: str, batch_size: int = 1024
+    model: LSTMAutoencoder, windows: WindowSet, kind: str, batch_size: int = 1024
 ) -> np.ndarray:
-    """Reconstruction error of every window and column [N_w, D], in fp32."""
+    """Reconstruction error of every window and column [N_w, D], in fp32 (kind: see
+    column_errors)."""
     model.eval()
     view = windows.view
     errors = [
-        column_errors(model(batch), batch, loss)
+        column_errors(model(batch), batch, kind)
         for batch in iter_batches(view, windows.starts, batch_size)
     ]
     return torch.cat(errors).double().cpu().numpy()

@@ -127,3 +127,21 @@ def test_unfitted_detector_says_so(small_frame):
 
     with pytest.raises(OptionError, match="not fitted"):
         Detector().score(small_frame)
+
+
+def test_model_files_written_before_error_and_precision_still_score(saved, small_frame, tmp_path):
+    # Such files have no "error" (windows were scored with the training loss) and
+    # no "precision" parameter.
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved)
+    assert meta["error"] == "mae" and meta["params"]["precision"] == "auto"
+    del meta["error"], meta["params"]["precision"]
+    save_model_file(tmp_path / "old.lstmae", tensors, meta)
+    old = Detector.load(tmp_path / "old.lstmae")
+    assert old.error == meta["loss"] == "mse" and old.precision == "auto"
+    now = Detector.load(saved)
+    now.error = "mse"
+    np.testing.assert_array_equal(old.score(small_frame)["error"], now.score(small_frame)["error"])
+    assert not np.allclose(old.score(small_frame)["error"],
+                           Detector.load(saved).score(small_frame)["error"])

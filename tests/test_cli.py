@@ -90,6 +90,28 @@ def test_info_shows_what_the_model_holds(quickstart):
     assert meta["window"] == 64 and meta["threshold"]["method"] == "max"
     table = run_lstmae("info", "model.lstmae", cwd=quickstart["folder"], check=True)
     assert "load, cpu, memory, latency" in table.stdout_text
+    assert "mse (training) / mae (window error)" in table.stdout_text
+
+
+def test_fit_error_and_precision_options_reach_the_model(quickstart):
+    folder = quickstart["folder"]
+    run_lstmae("fit", "sample_data/server_train.csv", "-m", "mse.lstmae", "--error", "mse",
+               "--precision", "fp32", "--epochs", "2", "-q", cwd=folder, check=True)
+    meta = json.loads(run_lstmae("info", "mse.lstmae", "--json", cwd=folder, check=True)
+                      .stdout_text)
+    assert meta["error"] == "mse" and meta["params"]["precision"] == "fp32"
+    assert meta["training"]["precision"] == "fp32"
+
+
+def test_score_margin_rederives_the_threshold(quickstart):
+    folder = quickstart["folder"]
+    meta = json.loads(run_lstmae("info", "model.lstmae", "--json", cwd=folder, check=True)
+                      .stdout_text)
+    assert meta["threshold"]["margin"] == 1.0  # held-out windows: the largest error
+    proc = run_lstmae("score", "sample_data/server_test.csv", "--margin", "1.2", cwd=folder,
+                      check=True)
+    frame = pd.read_csv(io.StringIO(proc.stdout_text))
+    assert np.allclose(frame["threshold"], 1.2 * meta["threshold"]["value"])
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -105,6 +127,9 @@ def test_info_shows_what_the_model_holds(quickstart):
     (["fit", "sample_data/server_train.csv", "-m", "new.lstmae", "--columns", "load,nope"],
      "missing column(s) nope"),
     (["fit", "sample_data/server_train.csv", "-m", "new.lstmae", "--device", "tpu"], "--device"),
+    (["fit", "sample_data/server_train.csv", "-m", "new.lstmae", "--precision", "fp16"],
+     "--precision"),
+    (["score", "sample_data/server_test.csv", "--margin", "1.2", "--risk", "1e-3"], "only one of"),
     (["fit", "sample_data/server_train.csv", "-m", "new.lstmae", "--device", "cuda"], "cuda"),
     (["info", "sample_data/server_test.csv"], "not an lstmae model file"),
 ])

@@ -114,8 +114,13 @@ def test_threshold_rederived_from_stored_errors_without_refit(small_detector, sm
     high = small_detector.score(small_frame, threshold=strict)["anomaly"].sum()
     assert low >= high
     assert small_detector.threshold_for(risk=1e-3)[1].startswith("pot")
-    with pytest.raises(OptionError, match="not both"):
+    with pytest.raises(OptionError, match="only one of"):
         small_detector.threshold_for(quantile=0.9, risk=1e-3)
+    wider, source = small_detector.threshold_for(margin=1.2)
+    assert wider == pytest.approx(1.2 * small_detector.heldout_errors_.max())
+    assert source == "1.2 x the largest held-out error"
+    with pytest.raises(OptionError, match="--margin"):
+        small_detector.threshold_for(margin=-1)
 
 
 @pytest.mark.parametrize("method,key", [("quantile", "quantile"), ("pot", "risk"),
