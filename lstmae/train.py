@@ -36,8 +36,8 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its forward pass under bf16 autocast (loss and weights stay fp32).
 
     auto: on CUDA only. On CPU bf16 is opt-in: with bf16 matrix units (Intel AMX)
-    it trained 1.7-2x faster here, but it rounds more and, on CPUs without such
-    units, can be slower than fp32 (bench/README.md).
+    it trained 1.3-1.8x faster here (bench/README.md), but it rounds more, and on
+    CPUs without such units it may be slower than fp32 (not measured here).
     """
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise OptionError(f"--precision bf16 runs on cpu or cuda, not {device.type}")
