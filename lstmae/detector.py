@@ -164,7 +164,7 @@ class Detector:
         """
         self._check_params()
         device = resolve_device(self.device)
-        uses_bf16(self.precision, device)  # refuses bf16 on a device without it, before any work
+        bf16 = uses_bf16(self.precision, device)  # refuses bf16 where unsupported, before any work
         rank, world = rank_and_world()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank())  # one GPU per process
@@ -219,7 +219,7 @@ class Detector:
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         self.training_["processes"] = world  # each trained on 1/world of the windows
-        self.training_["precision"] = "bf16" if uses_bf16(self.precision, device) else "fp32"
+        self.training_["precision"] = "bf16" if bf16 else "fp32"
         return self
 
     def _choose_window(self, scaled: np.ndarray) -> int:

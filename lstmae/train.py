@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.adam import adam  # the functional step; importing it loads no torch._dynamo
 
 from lstmae.errors import OptionError, TrainingError
 from lstmae.model import LSTMAutoencoder, column_errors, reconstruction_loss
@@ -268,8 +269,6 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        from torch.optim.adam import adam
-
         have = [i for i, p in enumerate(self.params) if p.grad is not None]
         adam(
             [self.params[i] for i in have], [self.params[i].grad for i in have],
