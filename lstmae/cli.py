@@ -313,13 +313,15 @@ def fit(
                             "stopping and the threshold.")
     ] = 0.1,
     patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without a better validation loss.")
+        int, typer.Option(help="Stop after this many epochs in which the validation loss "
+                                "did not fall 1 % below its last clear low (the best "
+                                "epoch is kept).")
     ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model on CPU).")] = 0,
     device: Annotated[Device, typer.Option(help="auto: CUDA when present.")] = Device.auto,
     precision: Annotated[
-        Precision, typer.Option(help="Training arithmetic. auto: bf16 autocast on CUDA, fp32 on "
-                                "CPU; bf16 trains faster on CPUs with bf16 units (Intel AMX). "
+        Precision, typer.Option(help="Training arithmetic. auto: bf16 autocast on CUDA and on "
+                                "CPUs with Intel AMX (faster, same quality), else fp32. "
                                 "Scoring always runs in fp32.")
     ] = Precision.auto,
     threshold_method: Annotated[
@@ -471,7 +473,7 @@ def score(
     from lstmae.io import iter_frames
 
     parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
-                                source=_source(data))
+                                source=_source(data), levels={"window", "event", level.value})
     windows = anomalies = 0
     events, n_events, top_windows = [], 0, None
 

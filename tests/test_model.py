@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lstmae import Detector
+from lstmae.errors import OptionError
 from lstmae.model import (
     LSTMAutoencoder,
     ModelConfig,
@@ -13,6 +14,7 @@ from lstmae.model import (
     reconstruction_loss,
     window_error,
 )
+from lstmae.train import EarlyStopping, cpu_has_amx, uses_bf16
 
 RAMP = [0.0, 0.1, 0.2, 0.3, 0.4]
 
@@ -25,15 +27,27 @@ def test_ramp_is_reconstructed_not_averaged(seed):
     det = Detector(window=5, seed=seed, device="cpu").fit(frame)  # default 100 epochs
     recon = det.reconstruct(frame)["value_recon"].to_numpy()
     assert np.abs(recon - np.array(RAMP)).max() < 0.01, recon
-    assert det.score(frame)["error"].iloc[0] < 0.01
+    assert det.score(frame)["error"].iloc[0] < 0.05  # standardised units; the mean scores 0.85
 
 
-def test_bf16_training_on_cpu_still_reconstructs_the_ramp():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_either_precision_reconstructs_the_ramp(precision):
     frame = pd.DataFrame({"value": RAMP})
-    det = Detector(window=5, device="cpu", precision="bf16").fit(frame)
-    assert det.training_["precision"] == "bf16"
+    det = Detector(window=5, device="cpu", precision=precision).fit(frame)
+    assert det.training_["precision"] == precision
     recon = det.reconstruct(frame)["value_recon"].to_numpy()
     assert np.abs(recon - np.array(RAMP)).max() < 0.01, recon
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_natively():
+    cpu = torch.device("cpu")
+    assert uses_bf16("auto", cpu) == cpu_has_amx()
+    assert not uses_bf16("fp32", cpu) and uses_bf16("bf16", cpu)
+    frame = pd.DataFrame({"value": RAMP})
+    det = Detector(window=5, epochs=1, device="cpu").fit(frame)
+    assert det.training_["precision"] == ("bf16" if cpu_has_amx() else "fp32")
+    with pytest.raises(OptionError, match="--precision bf16 runs on cpu or cuda"):
+        uses_bf16("bf16", torch.device("mps"))
 
 
 def test_shape_mismatch_raises_instead_of_broadcasting():
@@ -89,3 +103,17 @@ def test_adam_steps_exactly_like_torch_optim_adam():
     for a, b, before in zip(ours.parameters(), theirs.parameters(), start, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, before) == (a is ours.head.bias)  # the rest did train
+
+
+def test_early_stopping_waits_for_clear_progress_but_keeps_every_new_low():
+    # A plateau that wanders down by 0.1 % an epoch is not progress: stop after
+    # `patience` epochs of it, yet keep its lowest epoch as the best.
+    stopper = EarlyStopping(patience=3)
+    losses = [1.0, 0.5, 0.499, 0.498, 0.497]
+    decisions = [stopper.update(loss, epoch) for epoch, loss in enumerate(losses, 1)]
+    assert [best for best, _ in decisions] == [True] * 5
+    assert [stop for _, stop in decisions] == [False] * 4 + [True]
+    assert (stopper.best_epoch, stopper.best_loss) == (5, 0.497)
+    assert EarlyStopping(patience=3).update(1.0, 1) == (True, False)
+    never = EarlyStopping(patience=None)
+    assert not any(never.update(1.0, epoch)[1] for epoch in range(1, 50))

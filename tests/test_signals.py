@@ -27,8 +27,11 @@ def workdir(tmp_path, small_frame):
 
 
 def _start_fit(folder, *extra):
+    # A suite started in the background inherits SIGINT ignored, and so would the
+    # fit; give it the default disposition, as a fit started from a terminal has.
     return subprocess.Popen([str(LSTMAE), "fit", "data.csv", "-m", "model.lstmae", *FIT, *extra],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_until_training(folder, proc, seconds=60.0):

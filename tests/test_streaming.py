@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lstmae import Detector
-from lstmae.errors import DataError
+from lstmae.errors import DataError, OptionError
 
 from .conftest import run_lstmae
 
@@ -37,6 +37,17 @@ def test_batches_give_the_in_memory_answers(strided, small_frame, size):
     pd.testing.assert_frame_equal(encoded, strided.encode(small_frame), rtol=1e-5)
     rebuilt = pd.concat(strided.iter_reconstruct(_chunks(small_frame, size)), ignore_index=True)
     pd.testing.assert_frame_equal(rebuilt, strided.reconstruct(small_frame), rtol=1e-5)
+
+
+def test_only_the_levels_asked_for_are_built(strided, small_frame):
+    whole = strided.score_all(small_frame)
+    parts = list(strided.iter_score(_chunks(small_frame, 100), levels=["window", "event"]))
+    assert all(set(p) == {"window", "event"} for p in parts)
+    for level in ("window", "event"):
+        joined = pd.concat([p[level] for p in parts], ignore_index=True)
+        pd.testing.assert_frame_equal(joined, whole[level], check_dtype=False, rtol=1e-5)
+    with pytest.raises(OptionError, match="levels must be among"):
+        list(strided.iter_score([small_frame], levels=["points"]))
 
 
 def test_row_numbers_continue_across_batches(small_frame):
