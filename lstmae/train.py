@@ -66,9 +66,9 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its forward pass under bf16 autocast (loss and weights stay fp32).
 
     auto: where the hardware multiplies bf16 natively: a CUDA GPU that supports
-    it, or a CPU with Intel AMX tiles. There it trained 1.3-1.8x faster with the
-    same detection quality (bench/README.md); on CPUs without AMX bf16 is
-    emulated or half-speed, so auto stays fp32 there.
+    it, or a CPU with Intel AMX tiles. There it trained 1.4-2x more windows/s
+    with the same detection quality (bench/README.md). Other CPUs were not
+    measured, so auto stays fp32 there.
     """
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise OptionError(f"--precision bf16 runs on cpu or cuda, not {device.type}")
