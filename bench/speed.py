@@ -192,6 +192,11 @@ def standardised(n_rows: int, n_cols: int) -> torch.Tensor:
     return torch.from_numpy(((x - x.mean(0)) / x.std(0)).astype(np.float32))
 
 
+def default_precision() -> str:
+    """What `--precision auto` trains in on this machine's CPU."""
+    return "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+
+
 # ---------------------------------------------------------------- 1. fit
 class NaiveAE(nn.Module):
     """The per-window reference: LSTMCells stepped in Python, batch 1."""
@@ -275,7 +280,7 @@ def _fit_shape(results: Results, args, T: int, H: int, D: int) -> None:
             optimizer.step()
         return len(sample) / (time.perf_counter() - began)
 
-    default = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+    default = default_precision()
     # Warm-up: oneDNN builds its LSTM primitives on first use of a shape.
     ours(BATCH, 2 * BATCH), ours(DEFAULT_BATCH, 2 * BATCH), bare(BATCH, 2 * BATCH)
     ours(BATCH, 2 * BATCH, "fp32")
@@ -606,7 +611,7 @@ def machine(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "threads_set_by": "--threads" if args.threads else "torch default",
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "default_cpu_precision": "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32",
+        "default_cpu_precision": default_precision(),
         "lstmae": lstmae.__version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
