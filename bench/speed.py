@@ -52,7 +52,7 @@ from torch import nn
 from lstmae.detector import Detector
 from lstmae.io import to_series
 from lstmae.model import LSTMAutoencoder, ModelConfig
-from lstmae.train import WindowSet, train, uses_bf16
+from lstmae.train import WindowSet, train, training_precision
 from lstmae.windows import window_starts, window_view
 
 PARTS = ("fit", "score", "e2e", "startup", "ramp")
@@ -194,7 +194,7 @@ def standardised(n_rows: int, n_cols: int) -> torch.Tensor:
 
 def default_precision() -> str:
     """What `--precision auto` trains in on this machine's CPU."""
-    return "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+    return training_precision("auto", torch.device("cpu"))
 
 
 # ---------------------------------------------------------------- 1. fit

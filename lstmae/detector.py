@@ -38,7 +38,7 @@ from lstmae.train import (
     rank_and_world,
     resolve_device,
     train,
-    uses_bf16,
+    training_precision,
 )
 from lstmae.windows import (
     Scaler,
@@ -164,7 +164,8 @@ class Detector:
         """
         self._check_params()
         device = resolve_device(self.device)
-        bf16 = uses_bf16(self.precision, device)  # refuses bf16 where unsupported, before any work
+        # refuses bf16 where unsupported, before any work
+        precision = training_precision(self.precision, device)
         rank, world = rank_and_world()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank())  # one GPU per process
@@ -219,7 +220,7 @@ class Detector:
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         self.training_["processes"] = world  # each trained on 1/world of the windows
-        self.training_["precision"] = "bf16" if bf16 else "fp32"
+        self.training_["precision"] = precision
         return self
 
     def _choose_window(self, scaled: np.ndarray) -> int:

@@ -79,6 +79,11 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_amx()
 
 
+def training_precision(precision: str, device: torch.device) -> str:
+    """The arithmetic `precision` trains in on `device`: "bf16" or "fp32"."""
+    return "bf16" if uses_bf16(precision, device) else "fp32"
+
+
 def cpu_has_amx() -> bool:
     """Intel AMX tiles, which oneDNN uses for bf16 matrix products (a private torch probe)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
