@@ -53,6 +53,7 @@ class Loss(str, enum.Enum):
 
 
 class Error(str, enum.Enum):
+    mae_peak = "mae+peak"
     mae = "mae"
     mse = "mse"
 
@@ -305,9 +306,11 @@ def fit(
     error: Annotated[
         Error, typer.Option(help="How window errors are measured, for the threshold and for "
                             "scoring: mae = mean absolute difference per column over the "
-                            "window's rows, mse = mean squared; a window's error is its worst "
-                            "column's.")
-    ] = Error.mae,
+                            "window's rows, mse = mean squared, mae+peak = the larger of mae "
+                            "and the largest single difference, scaled to mae's size on "
+                            "held-out windows (so one-row spikes count too); a window's error "
+                            "is its worst column's.")
+    ] = Error.mae_peak,
     val_fraction: Annotated[
         float, typer.Option(help="Last part of the series, in time order, held out for early "
                             "stopping and the threshold.")
@@ -681,7 +684,9 @@ def info(
         ("window / stride", f"{meta['window']} / {meta['stride']}"),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
-        ("loss / error", f"{meta['loss']} (training) / {detector.error} (window error)"),
+        ("loss / error", f"{meta['loss']} (training) / {detector.error} (window error"
+                         + (f", peaks x {detector.peak_scale_:.4g})" if detector.peak_scale_
+                            is not None else ")")),
         ("threshold", f"{th['value']:.6g} ({describe(th)})"),
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "

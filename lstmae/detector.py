@@ -26,7 +26,15 @@ from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
 from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from lstmae.io import Series, to_series
-from lstmae.model import ERRORS, LOSSES, LSTMAutoencoder, ModelConfig, column_errors, window_error
+from lstmae.model import (
+    ERRORS,
+    LOSSES,
+    LSTMAutoencoder,
+    ModelConfig,
+    column_errors,
+    peak_scale,
+    window_error,
+)
 from lstmae.stream import EventTracker, Piece, pieces
 from lstmae.train import (
     PRECISIONS,
@@ -77,7 +85,7 @@ class Detector:
         batch_size: int = 64,
         lr: float = 3e-3,
         loss: str = "mse",
-        error: str = "mae",
+        error: str = "mae+peak",
         val_fraction: float = 0.1,
         patience: int = 10,
         seed: int = 0,
@@ -207,9 +215,7 @@ class Detector:
         if rank != 0:
             return self  # every rank holds the same weights; rank 0 calibrates and writes
         calibration = val_set if val_set is not None else train_set
-        self.heldout_errors_ = window_error(
-            evaluate_errors(self.model_, calibration, self.error, SCORE_BATCH)
-        )
+        self.heldout_errors_ = self._calibrate_error(calibration)
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
             self.risk, self.sigma, self.margin, heldout=val_set is not None,
@@ -222,6 +228,17 @@ class Detector:
         self.training_["processes"] = world  # each trained on 1/world of the windows
         self.training_["precision"] = precision
         return self
+
+    def _calibrate_error(self, calibration: WindowSet) -> np.ndarray:
+        """Set what the window error needs from normal windows; return their errors."""
+        if self.error != "mae+peak":
+            self.peak_scale_ = None
+            return window_error(evaluate_errors(self.model_, calibration, self.error, SCORE_BATCH))
+        mean = evaluate_errors(self.model_, calibration, "mae", SCORE_BATCH)
+        peak = evaluate_errors(self.model_, calibration, "peak", SCORE_BATCH)
+        # One factor for every column, so that a window's error stays its worst column's.
+        self.peak_scale_ = peak_scale(window_error(mean), window_error(peak))
+        return window_error(np.maximum(mean, self.peak_scale_ * peak))
 
     def _choose_window(self, scaled: np.ndarray) -> int:
         if self.window != "auto":
@@ -302,7 +319,7 @@ class Detector:
                 continue
             recon = self.model_(batch)
             if want == "column_errors":
-                outputs.append(column_errors(recon, batch, self.error))
+                outputs.append(column_errors(recon, batch, self.error, self.peak_scale_))
             else:
                 outputs.append(recon)
         return torch.cat(outputs).cpu().numpy()
@@ -521,6 +538,7 @@ class Detector:
             "stride": self.stride,
             "loss": self.loss,
             "error": self.error,
+            "peak_scale": self.peak_scale_,
             "model": self.config_.to_dict(),
             "threshold": {"value": self.threshold_, **self.threshold_info_},
             "training": self.training_,
@@ -561,6 +579,9 @@ class Detector:
             det.threshold_ = float(meta["threshold"]["value"])
             det.threshold_info_ = {k: v for k, v in meta["threshold"].items() if k != "value"}
             det.training_ = dict(meta["training"])
+            det.peak_scale_ = meta.get("peak_scale")
+            if (det.error == "mae+peak") != (det.peak_scale_ is not None):
+                raise ValueError("peak_scale does not match the error kind")
             det._check_params()
             if det.config_.n_features != len(det.columns_) or det.loss not in LOSSES:
                 raise ValueError("columns do not match the architecture")

@@ -91,6 +91,18 @@ def test_metadata_that_lies_about_shapes_is_refused(saved, tmp_path):
         Detector.load(liar)
 
 
+def test_mae_peak_error_without_its_scale_is_refused(saved, tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved)
+    meta["peak_scale"] = None
+    for key in ("format", "format_version"):
+        meta.pop(key)
+    save_model_file(tmp_path / "no_scale.lstmae", tensors, meta)
+    with pytest.raises(ModelFileError, match="peak_scale does not match the error kind"):
+        Detector.load(tmp_path / "no_scale.lstmae")
+
+
 def test_other_format_version_is_refused(saved, tmp_path):
     data = saved.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
@@ -135,13 +147,14 @@ def test_model_files_written_before_error_and_precision_still_score(saved, small
     from lstmae.artifact import load_model_file, save_model_file
 
     tensors, meta = load_model_file(saved)
-    assert meta["error"] == "mae" and meta["params"]["precision"] == "auto"
-    del meta["error"], meta["params"]["precision"]
+    assert meta["error"] == "mae+peak" and meta["params"]["precision"] == "auto"
+    assert 0 < meta["peak_scale"] <= 1
+    del meta["error"], meta["peak_scale"], meta["params"]["precision"]
     save_model_file(tmp_path / "old.lstmae", tensors, meta)
     old = Detector.load(tmp_path / "old.lstmae")
     assert old.error == meta["loss"] == "mse" and old.precision == "auto"
     now = Detector.load(saved)
-    now.error = "mse"
+    now.error, now.peak_scale_ = "mse", None
     np.testing.assert_array_equal(old.score(small_frame)["error"], now.score(small_frame)["error"])
     assert not np.allclose(old.score(small_frame)["error"],
                            Detector.load(saved).score(small_frame)["error"])

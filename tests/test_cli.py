@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -90,7 +91,8 @@ def test_info_shows_what_the_model_holds(quickstart):
     assert meta["window"] == 64 and meta["threshold"]["method"] == "max"
     table = run_lstmae("info", "model.lstmae", cwd=quickstart["folder"], check=True)
     assert "load, cpu, memory, latency" in table.stdout_text
-    assert "mse (training) / mae (window error)" in table.stdout_text
+    assert re.search(r"mse \(training\) / mae\+peak \(window error, peaks x 0\.\d+\)",
+                     table.stdout_text)
 
 
 def test_fit_error_and_precision_options_reach_the_model(quickstart):

@@ -66,3 +66,24 @@ def test_univariate_sample_anomalies_are_found():
     # outputs the mean scores about 0.8 in these standardised units: the mean
     # absolute deviation of a standardised series)
     assert np.median(scores.loc[~truth, "error"]) < 0.2
+
+
+def test_a_one_row_spike_is_flagged_in_every_window_that_holds_it():
+    # A latency-style spike: one row off by about 10 noise standard deviations. The
+    # window's mean absolute error dilutes it over the window's 32 rows and misses it
+    # in most windows; the default error (mae+peak) flags every window that holds it.
+    rng = np.random.default_rng(0)
+    t = np.arange(3000)
+    frame = pd.DataFrame({"value": np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(len(t))})
+    train, test = frame[:2000], frame[2000:].reset_index(drop=True)
+    test.loc[500, "value"] += 1.0
+    flagged = {}
+    for error in ("mae+peak", "mae"):
+        det = Detector(window=32, hidden=32, latent=8, epochs=20, device="cpu", error=error)
+        scores = det.fit(train).score(test)
+        holds_spike = (scores["start"] <= 500) & (scores["end"] >= 500)
+        flagged[error] = scores.loc[holds_spike, "anomaly"].mean()
+        if error == "mae+peak":
+            assert scores.loc[~holds_spike, "anomaly"].mean() <= 0.02
+    assert flagged["mae+peak"] == 1.0
+    assert flagged["mae"] < 0.5

@@ -11,6 +11,7 @@ from lstmae.model import (
     LSTMAutoencoder,
     ModelConfig,
     column_errors,
+    peak_scale,
     reconstruction_loss,
     window_error,
 )
@@ -78,6 +79,30 @@ def test_column_errors_are_means_over_time_and_the_window_error_their_max():
     assert column_errors(prediction, target, "l1").tolist() == [[1.0, 1.0], [1.0, 2.0]]
     assert window_error(column_errors(prediction, target, "mse").numpy()).tolist() == [1.0, 4.0]
     assert reconstruction_loss(prediction, target, "mse").item() == (1 + 1 + 1 + 4) / 4
+
+
+def test_peak_errors_count_a_one_row_spike_that_the_mean_dilutes():
+    prediction = torch.zeros(2, 64, 2)
+    target = torch.zeros(2, 64, 2)
+    target[0, :, 0] = 0.1  # window 0: column 0 a little off all along
+    target[1, 10, 1] = 3.0  # window 1: one row of column 1 far off
+    mae = column_errors(prediction, target, "mae")
+    assert mae[1, 1].item() == pytest.approx(3 / 64) and mae[1, 1] < mae[0, 0]
+    assert column_errors(prediction, target, "peak")[1, 1].item() == pytest.approx(3.0)
+    both = column_errors(prediction, target, "mae+peak", peak_scale=0.25)
+    np.testing.assert_allclose(both.numpy(), [[0.1, 0.0], [0.0, 0.75]], rtol=1e-6)
+    assert window_error(both.numpy()).tolist() == pytest.approx([0.1, 0.75])
+    with pytest.raises(ValueError, match="peak_scale"):
+        column_errors(prediction, target, "mae+peak")
+    with pytest.raises(ValueError, match="peak_scale"):
+        column_errors(prediction, target, "mae", peak_scale=0.25)
+
+
+def test_peak_scale_makes_the_two_errors_agree_at_the_99th_percentile_of_normal_windows():
+    mean = np.linspace(0.1, 0.2, 101)
+    peak = 4 * mean[::-1]  # the order of the windows does not matter, only the quantiles
+    assert peak_scale(mean, peak) == pytest.approx(0.25)
+    assert peak_scale(np.zeros(5), np.zeros(5)) == 1.0  # normal windows reconstructed exactly
 
 
 def test_adam_steps_exactly_like_torch_optim_adam():
