@@ -119,7 +119,7 @@ def peak_scale(mean_errors: np.ndarray, peak_errors: np.ndarray) -> float:
     dilute it but is noisy on its own. Scaled so that the two agree at the
     PEAK_SCALE_QUANTILE of normal windows, the larger of them rises when either a
     stretch or a single row is reconstructed worse than normal data ever was.
-    On NAB realKnownCause this took mean VUS-PR from 0.456 to 0.509 (spiky EC2
+    On NAB realKnownCause this took mean VUS-PR from 0.456 to 0.510 (spiky EC2
     latency 0.27 -> 0.63; bench/README.md), the rest within noise.
     """
     mean_ref = float(np.quantile(mean_errors, PEAK_SCALE_QUANTILE))
