@@ -32,7 +32,7 @@ from lstmae.model import (
     LSTMAutoencoder,
     ModelConfig,
     column_errors,
-    peak_scale,
+    fit_peak_scale,
     window_error,
 )
 from lstmae.stream import EventTracker, Piece, pieces
@@ -237,7 +237,7 @@ class Detector:
         mean = evaluate_errors(self.model_, calibration, "mae", SCORE_BATCH)
         peak = evaluate_errors(self.model_, calibration, "peak", SCORE_BATCH)
         # One factor for every column, so that a window's error stays its worst column's.
-        self.peak_scale_ = peak_scale(window_error(mean), window_error(peak))
+        self.peak_scale_ = fit_peak_scale(window_error(mean), window_error(peak))
         return window_error(np.maximum(mean, self.peak_scale_ * peak))
 
     def _choose_window(self, scaled: np.ndarray) -> int:
@@ -579,8 +579,11 @@ class Detector:
             det.threshold_ = float(meta["threshold"]["value"])
             det.threshold_info_ = {k: v for k, v in meta["threshold"].items() if k != "value"}
             det.training_ = dict(meta["training"])
-            det.peak_scale_ = meta.get("peak_scale")
-            if (det.error == "mae+peak") != (det.peak_scale_ is not None):
+            scale = meta.get("peak_scale")
+            det.peak_scale_ = None if scale is None else float(scale)
+            if (det.error == "mae+peak") != (scale is not None) or not (
+                scale is None or 0 <= det.peak_scale_ < math.inf
+            ):
                 raise ValueError("peak_scale does not match the error kind")
             det._check_params()
             if det.config_.n_features != len(det.columns_) or det.loss not in LOSSES:

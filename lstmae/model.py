@@ -110,7 +110,7 @@ def column_errors(
     return diff.abs().mean(dim=1)
 
 
-def peak_scale(mean_errors: np.ndarray, peak_errors: np.ndarray) -> float:
+def fit_peak_scale(mean_errors: np.ndarray, peak_errors: np.ndarray) -> float:
     """The factor that puts peak errors on the scale of mean absolute ones, for "mae+peak".
 
     Both are window errors of the same normal (held-out) windows. A mean over a

@@ -91,15 +91,16 @@ def test_metadata_that_lies_about_shapes_is_refused(saved, tmp_path):
         Detector.load(liar)
 
 
-def test_mae_peak_error_without_its_scale_is_refused(saved, tmp_path):
+@pytest.mark.parametrize("scale", [None, -1.0, "nan", "0.3x"])
+def test_mae_peak_error_without_a_valid_scale_is_refused(saved, tmp_path, scale):
     from lstmae.artifact import load_model_file, save_model_file
 
     tensors, meta = load_model_file(saved)
-    meta["peak_scale"] = None
+    meta["peak_scale"] = scale
     for key in ("format", "format_version"):
         meta.pop(key)
     save_model_file(tmp_path / "no_scale.lstmae", tensors, meta)
-    with pytest.raises(ModelFileError, match="peak_scale does not match the error kind"):
+    with pytest.raises(ModelFileError, match="does not match its contents"):
         Detector.load(tmp_path / "no_scale.lstmae")
 
 

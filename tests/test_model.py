@@ -11,7 +11,7 @@ from lstmae.model import (
     LSTMAutoencoder,
     ModelConfig,
     column_errors,
-    peak_scale,
+    fit_peak_scale,
     reconstruction_loss,
     window_error,
 )
@@ -101,8 +101,8 @@ def test_peak_errors_count_a_one_row_spike_that_the_mean_dilutes():
 def test_peak_scale_makes_the_two_errors_agree_at_the_99th_percentile_of_normal_windows():
     mean = np.linspace(0.1, 0.2, 101)
     peak = 4 * mean[::-1]  # the order of the windows does not matter, only the quantiles
-    assert peak_scale(mean, peak) == pytest.approx(0.25)
-    assert peak_scale(np.zeros(5), np.zeros(5)) == 1.0  # normal windows reconstructed exactly
+    assert fit_peak_scale(mean, peak) == pytest.approx(0.25)
+    assert fit_peak_scale(np.zeros(5), np.zeros(5)) == 1.0  # normal windows reconstructed exactly
 
 
 def test_adam_steps_exactly_like_torch_optim_adam():
