@@ -308,8 +308,8 @@ def fit(
                             "scoring: mae = mean absolute difference per column over the "
                             "window's rows, mse = mean squared, mae+peak = the larger of mae "
                             "and the largest single difference, scaled to mae's size on "
-                            "held-out windows (so one-row spikes count too); a window's error "
-                            "is its worst column's.")
+                            "held-out (else training) windows, so one-row spikes count too; "
+                            "a window's error is its worst column's.")
     ] = Error.mae_peak,
     val_fraction: Annotated[
         float, typer.Option(help="Last part of the series, in time order, held out for early "

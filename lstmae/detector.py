@@ -238,7 +238,11 @@ class Detector:
         peak = evaluate_errors(self.model_, calibration, "peak", SCORE_BATCH)
         # One factor for every column, so that a window's error stays its worst column's.
         self.peak_scale_ = fit_peak_scale(window_error(mean), window_error(peak))
-        return window_error(np.maximum(mean, self.peak_scale_ * peak))
+        # In fp32 as scoring computes it: a held-out window scored again gets exactly
+        # its stored error, so a threshold at their maximum does not flag it.
+        combined = np.maximum(mean.astype(np.float32),
+                              np.float32(self.peak_scale_) * peak.astype(np.float32))
+        return window_error(combined).astype(np.float64)
 
     def _choose_window(self, scaled: np.ndarray) -> int:
         if self.window != "auto":
@@ -580,11 +584,12 @@ class Detector:
             det.threshold_info_ = {k: v for k, v in meta["threshold"].items() if k != "value"}
             det.training_ = dict(meta["training"])
             scale = meta.get("peak_scale")
-            det.peak_scale_ = None if scale is None else float(scale)
+            is_number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
             if (det.error == "mae+peak") != (scale is not None) or not (
-                scale is None or 0 <= det.peak_scale_ < math.inf
+                scale is None or (is_number and 0 <= scale < math.inf)
             ):
                 raise ValueError("peak_scale does not match the error kind")
+            det.peak_scale_ = None if scale is None else float(scale)
             det._check_params()
             if det.config_.n_features != len(det.columns_) or det.loss not in LOSSES:
                 raise ValueError("columns do not match the architecture")

@@ -91,7 +91,7 @@ def test_metadata_that_lies_about_shapes_is_refused(saved, tmp_path):
         Detector.load(liar)
 
 
-@pytest.mark.parametrize("scale", [None, -1.0, "nan", "0.3x"])
+@pytest.mark.parametrize("scale", [None, -1.0, float("nan"), "0.3", True])
 def test_mae_peak_error_without_a_valid_scale_is_refused(saved, tmp_path, scale):
     from lstmae.artifact import load_model_file, save_model_file
 
@@ -100,7 +100,7 @@ def test_mae_peak_error_without_a_valid_scale_is_refused(saved, tmp_path, scale)
     for key in ("format", "format_version"):
         meta.pop(key)
     save_model_file(tmp_path / "no_scale.lstmae", tensors, meta)
-    with pytest.raises(ModelFileError, match="does not match its contents"):
+    with pytest.raises(ModelFileError, match="peak_scale does not match the error kind"):
         Detector.load(tmp_path / "no_scale.lstmae")
 
 
@@ -159,3 +159,17 @@ def test_model_files_written_before_error_and_precision_still_score(saved, small
     np.testing.assert_array_equal(old.score(small_frame)["error"], now.score(small_frame)["error"])
     assert not np.allclose(old.score(small_frame)["error"],
                            Detector.load(saved).score(small_frame)["error"])
+
+
+def test_model_files_with_the_mae_error_score_with_the_mean_alone(saved, small_frame, tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved)
+    meta["error"] = "mae"
+    del meta["peak_scale"]
+    save_model_file(tmp_path / "mae.lstmae", tensors, meta)
+    mae = Detector.load(tmp_path / "mae.lstmae")
+    assert mae.error == "mae" and mae.peak_scale_ is None
+    both = Detector.load(saved).score(small_frame)["error"].to_numpy()
+    alone = mae.score(small_frame)["error"].to_numpy()
+    assert (alone <= both).all() and (alone < both).any()  # the peak term adds, never takes

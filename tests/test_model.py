@@ -142,3 +142,13 @@ def test_early_stopping_waits_for_clear_progress_but_keeps_every_new_low():
     assert EarlyStopping(patience=3).update(1.0, 1) == (True, False)
     never = EarlyStopping(patience=None)
     assert not any(never.update(1.0, epoch)[1] for epoch in range(1, 50))
+
+
+def test_held_out_windows_scored_again_get_exactly_their_stored_errors(small_detector, small_frame):
+    # The default threshold is the largest stored held-out error: a held-out window
+    # scored again must not cross it by a rounding difference.
+    held_out = small_detector.training_["val_windows"]
+    assert held_out >= 20 and small_detector.error == "mae+peak"
+    scores = small_detector.score(small_frame).tail(held_out)
+    np.testing.assert_array_equal(scores["error"].to_numpy(), small_detector.heldout_errors_)
+    assert not scores["anomaly"].any()
