@@ -33,6 +33,7 @@ from lstmae.model import (
     ModelConfig,
     column_errors,
     fit_peak_scale,
+    mae_or_peak,
     window_error,
 )
 from lstmae.stream import EventTracker, Piece, pieces
@@ -238,11 +239,9 @@ class Detector:
         peak = evaluate_errors(self.model_, calibration, "peak", SCORE_BATCH)
         # One factor for every column, so that a window's error stays its worst column's.
         self.peak_scale_ = fit_peak_scale(window_error(mean), window_error(peak))
-        # In fp32 as scoring computes it: a held-out window scored again gets exactly
-        # its stored error, so a threshold at their maximum does not flag it.
-        combined = np.maximum(mean.astype(np.float32),
-                              np.float32(self.peak_scale_) * peak.astype(np.float32))
-        return window_error(combined).astype(np.float64)
+        combined = mae_or_peak(torch.from_numpy(mean).float(), torch.from_numpy(peak).float(),
+                               self.peak_scale_)
+        return window_error(combined.double().numpy())
 
     def _choose_window(self, scaled: np.ndarray) -> int:
         if self.window != "auto":

@@ -106,8 +106,17 @@ def column_errors(
         return diff.abs().amax(dim=1)
     if kind == "mae+peak":
         size = diff.abs()
-        return torch.maximum(size.mean(dim=1), peak_scale * size.amax(dim=1))
+        return mae_or_peak(size.mean(dim=1), size.amax(dim=1), peak_scale)
     return diff.abs().mean(dim=1)
+
+
+def mae_or_peak(mean: torch.Tensor, peak: torch.Tensor, peak_scale: float) -> torch.Tensor:
+    """The "mae+peak" error from the mean and the largest absolute differences (fp32).
+
+    Scoring and calibration both call this, so a held-out window scored again gets
+    exactly its stored error and a threshold at their maximum does not flag it.
+    """
+    return torch.maximum(mean, peak_scale * peak)
 
 
 def fit_peak_scale(mean_errors: np.ndarray, peak_errors: np.ndarray) -> float:
