@@ -6,28 +6,39 @@ map of strings, then the raw tensor bytes. lstmae keeps its metadata as one JSON
 document under `__metadata__["lstmae"]` and a SHA-256 over that document and
 every tensor's bytes under `__metadata__["sha256"]`.
 
-A model file is untrusted input: it is parsed as data only (never unpickled),
+A model file is untrusted input: it is parsed as data only (never unpickled);
 every size it claims is checked against caps and the real file size before
-anything is allocated, and the checksum catches truncation and flipped bytes.
+anything is allocated, and only as many bytes as its header describes are read;
+JSON nesting is bounded before it is parsed; the checksum catches truncation and
+flipped bytes; and `check_meaning` refuses a well-formed file whose contents
+could not have come from `fit` (a NaN weight, a zero scale, a negative
+threshold), naming the field.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from lstmae.errors import ModelFileError
-from lstmae.io import atomic_output
+from lstmae import params as limits
+from lstmae.errors import ModelFileError, shorten
+from lstmae.output import atomic_output
 
 FORMAT_NAME = "lstmae"
 FORMAT_VERSION = 1
-MAX_FILE_BYTES = 2 * 1024**3
-MAX_HEADER_BYTES = 16 * 1024**2
+# The largest legitimate file: MAX_PARAMETERS float32 weights and some held-out errors.
+MAX_FILE_BYTES = 512 * 1024**2
+MAX_HEADER_BYTES = 4 * 1024**2
+MAX_JSON_DEPTH = 32  # lstmae writes at most 3 levels; json.loads recurses per level
+MAX_TENSORS = 1000
+MAX_TEXT = 10_000  # characters of any one string field
 
 
 def _checksum(metadata_json: str, tensors: dict[str, np.ndarray]) -> str:
@@ -64,48 +75,96 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         raise ModelFileError(f"{path}: no such model file; train one with `lstmae fit`")
     if not path.is_file():
         raise ModelFileError(f"{path}: is not a file; give the path of a model file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ModelFileError(f"{path}: {size} bytes is larger than any lstmae model file")
-    data = path.read_bytes()
-    header = _parse_header(path, data)
-    raw_meta = header.pop("__metadata__", None)
-    if not isinstance(raw_meta, dict) or "lstmae" not in raw_meta:
-        raise ModelFileError(f"{path}: is a safetensors file but not an lstmae model")
     try:
-        metadata = json.loads(raw_meta["lstmae"])
-    except (TypeError, ValueError):
-        raise ModelFileError(
-            f"{path}: model metadata is not valid JSON; the file is damaged"
-        ) from None
+        blob, header = _read_bounded(path)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc}); check the "
+                             "path and its permissions") from None
+    raw_meta = header.pop("__metadata__", None)
+    if not isinstance(raw_meta, dict) or not isinstance(raw_meta.get("lstmae"), str):
+        raise ModelFileError(f"{path}: is a safetensors file but not an lstmae model")
+    metadata = _parse_json(raw_meta["lstmae"], path, "model metadata")
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path}: is not an lstmae model file")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path}: model file format version {version} is not supported by this lstmae "
-            f"(reads version {FORMAT_VERSION}); refit the model with this version"
+            f"{path}: model file format version {shorten(version)} is not supported by this "
+            f"lstmae (reads version {FORMAT_VERSION}); refit the model with this version"
         )
-    tensors = _read_tensors(path, data)
+    tensors = _read_tensors(path, blob)
     if raw_meta.get("sha256") != _checksum(raw_meta["lstmae"], tensors):
         raise ModelFileError(f"{path}: checksum mismatch; the model file is damaged, refit it")
+    check_meaning(path, metadata, tensors)
     return tensors, metadata
 
 
-def _parse_header(path: Path, data: bytes) -> dict:
+def _read_bounded(path: Path) -> tuple[bytes, dict]:
+    """The header and exactly the tensor bytes it describes, checked against the file
+    size before they are read (a header may not make lstmae allocate what is not there)."""
     not_model = f"{path}: is not an lstmae model file (or is truncated)"
-    if len(data) < 8:
-        raise ModelFileError(not_model)
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > MAX_HEADER_BYTES or 8 + header_len > len(data):
-        raise ModelFileError(not_model)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ModelFileError(f"{path}: {size} bytes is larger than any lstmae model file")
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ModelFileError(not_model)
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+            raise ModelFileError(not_model)
+        header_bytes = handle.read(header_len)
+        header = _parse_json(header_bytes, path, "header", not_model=True)
+        extent = _tensor_extent(header, path)
+        if 8 + header_len + extent > size:
+            raise ModelFileError(f"{path}: is truncated ({size} bytes, its header describes "
+                                 f"{8 + header_len + extent}); the file is damaged, refit it")
+        body = handle.read(extent)
+    return prefix + header_bytes + body, header
+
+
+def _tensor_extent(header: dict, path: Path) -> int:
+    """Bytes of tensor data the safetensors header describes (each entry checked)."""
+    entries = [(name, entry) for name, entry in header.items() if name != "__metadata__"]
+    if len(entries) > MAX_TENSORS:
+        raise ModelFileError(f"{path}: lists {len(entries)} tensors; not an lstmae model file")
+    extent = 0
+    for name, entry in entries:
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_int(x) and 0 <= x <= MAX_FILE_BYTES for x in offsets)
+                and offsets[0] <= offsets[1]):
+            raise ModelFileError(f"{path}: tensor {shorten(name)!r} has no valid byte range; "
+                                 "the file is damaged")
+        extent = max(extent, offsets[1])
+    return extent
+
+
+def _json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in a JSON text, counted without recursion."""
+    skeleton = re.sub(r'"(?:[^"\\]|\\.)*"', "", text).encode()
+    codes = np.frombuffer(skeleton, dtype=np.uint8)
+    steps = np.isin(codes, (91, 123)).astype(np.int64) - np.isin(codes, (93, 125))
+    return int(np.cumsum(steps).max()) if steps.size else 0
+
+
+def _parse_json(data: bytes | str, path: Path, what: str, not_model: bool = False):
+    bad = (f"{path}: is not an lstmae model file (or is truncated)" if not_model
+           else f"{path}: {what} is not valid JSON; the file is damaged")
     try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ModelFileError(not_model) from None
-    if not isinstance(header, dict):
-        raise ModelFileError(not_model)
-    return header
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise ModelFileError(bad) from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise ModelFileError(f"{path}: {what} nests deeper than {MAX_JSON_DEPTH} levels; "
+                             "not an lstmae model file")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ModelFileError(bad) from None
+    if not_model and not isinstance(value, dict):
+        raise ModelFileError(bad)
+    return value
 
 
 def _read_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
@@ -116,5 +175,149 @@ def _read_tensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
         return load(data)
     except (SafetensorError, ValueError, TypeError) as exc:
         raise ModelFileError(
-            f"{path}: tensors cannot be read ({exc}); the file is damaged"
+            f"{path}: tensors cannot be read ({shorten(exc, 120)}); the file is damaged"
         ) from None
+
+
+# ------------------------------------------------------------ meaning
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_TEXT
+
+
+class _Check:
+    """Refusals that name the model file and the field: `field 'threshold.value' ...`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, name: str, rule: str, value=None) -> None:
+        found = "" if value is None else f" (found {shorten(json.dumps(value, default=str))})"
+        raise ModelFileError(
+            f"{self.path}: field '{name}' must be {rule}{found}; the model file is damaged or "
+            "was not written by lstmae"
+        )
+
+    def get(self, meta: dict, name: str, ok, rule: str, optional: bool = False):
+        """meta[name] after checking it with ok(value); a dotted name for the message."""
+        key = name.rsplit(".", 1)[-1]
+        if not isinstance(meta, dict) or key not in meta:
+            if optional:
+                return None
+            self.fail(name, f"present ({rule})")
+        value = meta[key]
+        if not (optional and value is None) and not ok(value):
+            self.fail(name, rule, value)
+        return value
+
+    def integer(self, meta, name, low, high, optional=False):
+        return self.get(meta, name, lambda v: _is_int(v) and low <= v <= high,
+                        f"an integer from {low} to {high}", optional)
+
+    def number(self, meta, name, low=0.0, high=math.inf, optional=False, above=False):
+        def ok(v):
+            return _is_number(v) and math.isfinite(v) and (v > low if above else v >= low) \
+                and v <= high
+        rule = f"a finite number {'above' if above else 'of at least'} {low:g}"
+        return self.get(meta, name, ok, rule, optional)
+
+    def text(self, meta, name, optional=False):
+        return self.get(meta, name, _is_text, f"a string of at most {MAX_TEXT} characters",
+                        optional)
+
+    def choice(self, meta, name, choices, optional=False):
+        return self.get(meta, name, lambda v: v in choices, f"one of {', '.join(choices)}",
+                        optional)
+
+
+def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
+    """Refuse a model file whose fields `fit` could not have written, naming the field.
+
+    Every field that `score`, `info` and the others read is checked here, so that
+    later code can trust it: no NaN weight scores every window as normal, no
+    zero scale divides by zero, no giant shape allocates memory.
+    """
+    check = _Check(path)
+    for name in ("lstmae_version", "torch_version", "created"):
+        check.text(meta, name)
+    columns = check.get(meta, "columns", lambda v: isinstance(v, list)
+                        and 1 <= len(v) <= limits.MAX_COLUMNS
+                        and all(isinstance(c, str) and 0 < len(c) <= 1000 for c in v)
+                        and len(set(v)) == len(v),
+                        f"a list of 1 to {limits.MAX_COLUMNS} distinct column names")
+    check.text(meta, "time_col", optional=True)
+    check.choice(meta, "time_kind", ("rows", "number", "naive", "aware"), optional=True)
+    check.get(meta, "time_format", lambda v: isinstance(v, str) and len(v) <= 200,
+              "a strftime format", optional=True)
+    check.number(meta, "interval", above=True, optional=True)
+    window = check.integer(meta, "window", 2, limits.MAX_WINDOW)
+    check.integer(meta, "stride", 1, window)
+    check.choice(meta, "loss", limits.LOSSES)
+    check.choice(meta, "error", limits.ERRORS, optional=True)
+    check.number(meta, "peak_scale", optional=True)
+
+    model = check.get(meta, "model", lambda v: isinstance(v, dict) and set(v) == {
+        "n_features", "hidden", "latent", "layers"}, "n_features, hidden, latent and layers")
+    n_features = check.integer(model, "model.n_features", len(columns), len(columns))
+    hidden = check.integer(model, "model.hidden", 1, limits.MAX_HIDDEN)
+    latent = check.integer(model, "model.latent", 1, limits.MAX_LATENT)
+    layers = check.integer(model, "model.layers", 1, limits.MAX_LAYERS)
+    if limits.lstm_parameters(n_features, hidden, latent, layers) > limits.MAX_PARAMETERS:
+        check.fail("model", f"a model of at most {limits.MAX_PARAMETERS:,} weights", model)
+
+    threshold = check.get(meta, "threshold", lambda v: isinstance(v, dict), "an object")
+    check.number(threshold, "threshold.value")
+    method = check.choice(threshold, "threshold.method", limits.THRESHOLD_METHODS)
+    setting = {"max": "margin", "quantile": "quantile", "pot": "risk", "sigma": "sigma"}[method]
+    if method in ("quantile", "pot"):
+        check.get(threshold, f"threshold.{setting}",
+                  lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1")
+    else:
+        check.number(threshold, f"threshold.{setting}", above=True)
+    check.integer(threshold, "threshold.windows", 0, 2**53)
+    check.text(threshold, "threshold.source")
+
+    training = check.get(meta, "training", lambda v: isinstance(v, dict), "an object")
+    for name in ("rows", "train_windows", "val_windows", "epochs_run", "best_epoch"):
+        check.integer(training, f"training.{name}", 0, 2**53)
+    check.integer(training, "training.processes", 1, 1 << 20, optional=True)
+    check.number(training, "training.best_loss")
+    check.number(training, "training.seconds")
+    for name in ("monitored", "device"):
+        check.text(training, f"training.{name}")
+    check.text(training, "training.precision", optional=True)
+    for name in ("stopped_early", "interrupted"):
+        check.get(training, f"training.{name}", lambda v: isinstance(v, bool), "true or false")
+    for name in ("first_time", "last_time"):
+        check.get(training, f"training.{name}", lambda v: _is_text(v) or (
+            _is_number(v) and math.isfinite(v)), "a time or a number", optional=True)
+    check.get(meta, "params", lambda v: isinstance(v, dict), "an object")
+
+    _check_tensors(check, tensors, len(columns))
+
+
+def _check_tensors(check: _Check, tensors: dict[str, np.ndarray], n_columns: int) -> None:
+    for name in ("scaler.mean", "scaler.std", "heldout_errors"):
+        if name not in tensors:
+            check.fail(name, "present in the file")
+    for name, array in tensors.items():
+        if array.dtype.kind != "f":
+            check.fail(name, f"a float tensor (found {array.dtype})")
+        if not np.isfinite(array).all():
+            check.fail(name, "finite numbers (it holds NaN or infinity)")
+    for name in ("scaler.mean", "scaler.std"):
+        if tensors[name].shape != (n_columns,):
+            check.fail(name, f"one number per column: its shape {list(tensors[name].shape)} "
+                       f"does not match the {n_columns} column(s)")
+    if not (tensors["scaler.std"] > 0).all():
+        check.fail("scaler.std", "above 0 for every column (a scale of 0 divides by zero)")
+    errors = tensors["heldout_errors"]
+    if errors.ndim != 1 or errors.size == 0 or (errors < 0).any():
+        check.fail("heldout_errors", "a non-empty list of errors of at least 0")

@@ -13,6 +13,7 @@ import enum
 import functools
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +23,8 @@ import typer
 from rich.console import Console
 
 from lstmae import __version__
-from lstmae.errors import LstmaeError, LstmaeWarning, OptionError
+from lstmae import params as limits
+from lstmae.errors import LstmaeError, LstmaeWarning, OptionError, shorten
 
 app = typer.Typer(
     name="lstmae",
@@ -38,6 +40,8 @@ app = typer.Typer(
 )
 stderr = Console(stderr=True, highlight=False)
 DEFAULT_MODEL = "model.lstmae"
+# Exit statuses (README, "Exit status"): scripts and cron act on them.
+EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 
 class Format(str, enum.Enum):
@@ -101,19 +105,29 @@ OutputOpt = Annotated[
     typer.Option("--output", "-o", help="Write here (.csv, .csv.gz, .jsonl, .parquet) "
                  "instead of stdout."),
 ]
-TopOpt = Annotated[int, typer.Option("--top", help="Rows shown in the terminal table.", min=1)]
+TopOpt = Annotated[int, typer.Option("--top", help="Rows shown in the terminal table.", min=1,
+                                     max=limits.MAX_TOP)]
 FillOpt = Annotated[
     Fill | None,
     typer.Option("--fill", help="Missing or non-finite values: an error unless you pick a fix."),
 ]
 BatchRowsOpt = Annotated[
     int | None, typer.Option(help="Rows read and scored at a time (default 100000); memory "
-                             "stays bounded by it, whatever the file size.", min=1)
+                             "stays bounded by it, whatever the file size.", min=1,
+                             max=limits.MAX_BATCH_ROWS)
 ]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(help="CPU threads for torch (default: torch's choice, one per core). Try 1 "
-                 "when other jobs share the machine or the model is tiny.", min=1),
+                 "when other jobs share the machine or the model is tiny.", min=1,
+                 max=limits.MAX_THREADS),
+]
+TimeFormatOpt = Annotated[
+    str | None,
+    typer.Option(help="How to read the time column (strftime), e.g. '%d/%m/%Y %H:%M'. "
+                 "Needed for day/month dates, which lstmae never guesses. Default: the "
+                 "model's (what fit was given), else ISO 8601 and other unambiguous forms.",
+                 show_default=False),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 
@@ -141,6 +155,10 @@ def _columns(text: str | None) -> list[str] | None:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise OptionError("--columns: give column names separated by commas, e.g. cpu,memory")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise OptionError(f"--columns names {', '.join(map(repr, map(shorten, repeated)))} "
+                          "more than once; give each column once")
     return names
 
 
@@ -151,7 +169,7 @@ def _window(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise OptionError(
-            f"--window must be a whole number of rows or auto (got {text!r})"
+            f"--window must be a whole number of rows or auto (got {shorten(text)!r})"
         ) from None
 
 
@@ -172,15 +190,28 @@ def _use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _load(model: str):
+def _load(model: str, time_format: str | None = None):
     from lstmae.detector import Detector
 
-    return Detector.load(model)
+    detector = Detector.load(model)
+    if time_format is not None:
+        if "%" not in time_format or len(time_format) > 200:
+            raise OptionError(f"--time-format must be a strftime format such as "
+                              f"'%d/%m/%Y %H:%M' (got {shorten(time_format)!r})")
+        detector.time_format = time_format
+    return detector
 
 
-def _output_format(fmt: Format | None, output: str | None) -> str:
-    """Pick the output format and check the target before any work is done."""
-    from lstmae.io import check_writable, format_for
+def _stdout_is_terminal() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
+def _output_format(fmt: Format | None, output: str | None, inputs=()) -> str:
+    """Pick the output format and check the target before any work is done.
+
+    inputs: (what, path) of the command's inputs, which the output must not be.
+    """
+    from lstmae.output import check_output, format_for
 
     if fmt is Format.table:
         if output not in (None, "-"):
@@ -190,10 +221,12 @@ def _output_format(fmt: Format | None, output: str | None) -> str:
         return "table"
     chosen = format_for(output, fmt.value if fmt else None)
     if output not in (None, "-"):
-        check_writable(output)
+        check_output(output, inputs)
+    elif sys.stdout is None:
+        raise OptionError("standard output is closed; give -o FILE to write the result")
     if chosen is None:
-        chosen = "table" if sys.stdout.isatty() else "csv"
-    if chosen == "parquet" and output in (None, "-") and sys.stdout.isatty():
+        chosen = "table" if _stdout_is_terminal() else "csv"
+    if chosen == "parquet" and output in (None, "-") and _stdout_is_terminal():
         raise OptionError("--format parquet: will not write binary to a terminal; use -o FILE")
     return chosen
 
@@ -205,7 +238,7 @@ def _write_rows(parts, fmt: str, output: str | None, top: int):
     """
     import pandas as pd
 
-    from lstmae.io import TableWriter
+    from lstmae.output import TableWriter
 
     kept, total = [], 0
     with contextlib.nullcontext() if fmt == "table" else TableWriter(output, fmt) as writer:
@@ -220,13 +253,14 @@ def _write_rows(parts, fmt: str, output: str | None, top: int):
     return shown
 
 
-def _stream_rows(method: str, title: str, data, model, fmt, output, top, batch_rows, threads):
+def _stream_rows(method: str, title: str, data, model, fmt, output, top, batch_rows, threads,
+                 time_format):
     """encode and reconstruct: read DATA in batches, write rows as they come."""
-    out_format = _output_format(fmt, output)
+    out_format = _output_format(fmt, output, [("data", data), ("model", model)])
     _use_threads(threads)
     from lstmae.io import iter_frames
 
-    detector = _load(model)
+    detector = _load(model, time_format)
     parts = getattr(detector, method)(iter_frames(data, batch_rows), source=_source(data))
     shown = _write_rows(parts, out_format, output, top)
     if out_format == "table":
@@ -263,16 +297,47 @@ def _cell(value) -> str:
 
 
 # ---------------------------------------------------------------- commands
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C does (temporary files removed, exit 130)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _interrupted_message(exc: KeyboardInterrupt) -> str:
+    by = f" by {exc.args[0]}" if isinstance(exc, Terminated) else ""
+    return f"interrupted{by}: nothing was written"
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (`| head`): send what is left nowhere, quietly,
+    so that the flush at exit raises nothing either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        sys.stdout = None
+
+
 def command(function):
-    """Register a command; Ctrl-C in it ends with one line and exit status 130."""
+    """Register a command; Ctrl-C (or SIGTERM, SIGHUP) in it ends with one line and exit
+    status 130; a reader that closes stdout early (`| head -1`) ends it quietly, status 0."""
 
     @functools.wraps(function)
     def interruptible(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except KeyboardInterrupt:
-            stderr.print("interrupted: nothing was written", markup=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            stderr.print(_interrupted_message(exc), markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(EXIT_OK) from None
 
     return app.command()(interruptible)
 
@@ -347,6 +412,7 @@ def fit(
             "new data's) are used.", show_default=False)
     ] = None,
     fill: FillOpt = None,
+    time_format: TimeFormatOpt = None,
     threads: ThreadsOpt = None,
     save_on_interrupt: Annotated[
         bool, typer.Option(help="On Ctrl-C, stop and write the best model so far.")
@@ -359,7 +425,7 @@ def fit(
 
     On several processes: torchrun --nproc-per-node 4 -m lstmae fit server_train.csv
     """
-    from lstmae.io import check_writable
+    from lstmae.output import check_output
 
     # Under torchrun every process runs this command; rank 0 alone writes the model
     # and speaks, the others train their share and exit 0 silently.
@@ -368,8 +434,7 @@ def fit(
         quiet = True
         warnings.simplefilter("ignore")  # run() restores the filters when the command ends
     else:
-        check_writable(model)
-    frame = _read(data)
+        check_output(model, [("data", data)], option="--model")
     from lstmae.detector import Detector
 
     detector = Detector(
@@ -379,8 +444,10 @@ def fit(
         precision=precision.value,
         threshold_method=threshold_method.value, threshold_quantile=threshold_quantile,
         risk=risk, sigma=sigma, margin=margin, columns=_columns(columns), time_col=time_col,
-        fill=fill.value if fill else None,
+        fill=fill.value if fill else None, time_format=time_format,
     )
+    detector.check_params()  # before reading a large file
+    frame = _read(data)
     _use_threads(threads)
     from lstmae.train import process_group
 
@@ -462,6 +529,7 @@ def score(
         bool, typer.Option(help="Exit with status 1 when any window is anomalous.")
     ] = False,
     batch_rows: BatchRowsOpt = None,
+    time_format: TimeFormatOpt = None,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -469,9 +537,9 @@ def score(
 
     Example: lstmae score server_test.csv -m server.lstmae --threshold 0.3 -o scores.csv
     """
-    out_format = _output_format(fmt, output)
+    out_format = _output_format(fmt, output, [("data", data), ("model", model)])
     _use_threads(threads)
-    detector = _load(model)
+    detector = _load(model, time_format)
     limit, limit_source = detector.threshold_for(threshold, threshold_quantile, risk, margin)
     from lstmae.io import iter_frames
 
@@ -538,6 +606,7 @@ def encode(
     output: OutputOpt = None,
     top: TopOpt = 20,
     batch_rows: BatchRowsOpt = None,
+    time_format: TimeFormatOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Write each window's latent vector: window, start, end, z0 ... z{k-1}.
@@ -545,7 +614,7 @@ def encode(
     Example: lstmae encode server_test.csv -m server.lstmae -o latent.parquet
     """
     _stream_rows("iter_encode", "latent vectors", data, model, fmt, output, top, batch_rows,
-                 threads)
+                 threads, time_format)
 
 
 @command
@@ -556,6 +625,7 @@ def reconstruct(
     output: OutputOpt = None,
     top: TopOpt = 20,
     batch_rows: BatchRowsOpt = None,
+    time_format: TimeFormatOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Write the reconstructed series beside the original: <col> and <col>_recon per column.
@@ -563,7 +633,7 @@ def reconstruct(
     Example: lstmae reconstruct server_test.csv -m server.lstmae -o recon.csv
     """
     _stream_rows("iter_reconstruct", "reconstruction", data, model, fmt, output, top,
-                 batch_rows, threads)
+                 batch_rows, threads, time_format)
 
 
 @command
@@ -580,8 +650,9 @@ def evaluate(
     ] = None,
     sliding_window: Annotated[
         int | None, typer.Option(help="VUS-PR buffer in rows. Default: the model's window.",
-                                 min=0)
+                                 min=0, max=limits.MAX_WINDOW)
     ] = None,
+    time_format: TimeFormatOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Check the model on known incidents: AUC-ROC, AUC-PR, VUS-PR, precision, recall, F1.
@@ -591,15 +662,16 @@ def evaluate(
 
     Example: lstmae evaluate server_test.csv -m server.lstmae --labels incidents.csv
     """
-    detector = _load(model)
+    detector = _load(model, time_format)
     limit, _ = detector.threshold_for(threshold)
     frame = _read(data)
     points = detector.score(frame, threshold=limit, level="point", source=_source(data))
     from lstmae.evaluate import evaluate as evaluate_scores
     from lstmae.evaluate import read_labels
 
-    index = points.iloc[:, 0].to_numpy()
-    truth = read_labels(labels, index)
+    series = detector.series(frame, source=_source(data))  # the rows points are in
+    truth = read_labels(labels, series.index, series.rows, len(frame), series.time_kind,
+                        detector.time_format)
     report = evaluate_scores(points["score"].to_numpy(), truth, limit,
                              sliding_window if sliding_window is not None else detector.window_)
     if as_json:
@@ -627,6 +699,7 @@ def plot(
         float | None, typer.Option(help="Draw and shade at this threshold instead of the "
                                    "model's.")
     ] = None,
+    time_format: TimeFormatOpt = None,
 ) -> None:
     """Draw each channel with its reconstruction, the error with the threshold, and
     the anomalous stretches shaded. Needs matplotlib: pip install 'lstmae[plot]'.
@@ -636,12 +709,12 @@ def plot(
     image_format = Path(output).suffix.lower().lstrip(".")
     if image_format not in ("png", "svg", "pdf"):
         raise OptionError(f"--output {output}: use a .png, .svg or .pdf file name")
-    from lstmae.io import atomic_output, check_writable
+    from lstmae.output import atomic_output, check_output
     from lstmae.plot import _pyplot, plot_report
 
-    check_writable(output)
+    check_output(output, [("data", data), ("model", model)])
     _pyplot()  # a missing matplotlib is reported before any work
-    detector = _load(model)
+    detector = _load(model, time_format)
     limit, _ = detector.threshold_for(threshold)
     frame = _read(data)
     levels = detector.score_all(frame, threshold=limit, source=_source(data))
@@ -678,9 +751,16 @@ def info(
 
     th, tr, arch = meta["threshold"], meta["training"], meta["model"]
     table = Table(show_header=False, title=str(Path(model)), title_justify="left")
+    from lstmae.stream import describe_interval
+
+    time = meta["time_col"] or "(row numbers)"
+    if meta.get("interval"):
+        time += f", a row every {describe_interval(meta['interval'], detector.time_kind_)}"
+    if meta.get("time_format"):
+        time += f", read as {meta['time_format']}"
     rows = [
         ("columns", ", ".join(meta["columns"])),
-        ("time column", meta["time_col"] or "(row numbers)"),
+        ("time column", time),
         ("window / stride", f"{meta['window']} / {meta['stride']}"),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
@@ -701,19 +781,42 @@ def info(
 
 # ---------------------------------------------------------------- entry point
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit status: 0 ok, 1 anomalies (--fail-on-anomaly), 2 error.
+    """Run the CLI and return the exit status: 0 done, 1 anomalies (--fail-on-anomaly),
+    2 bad input or options, 70 an internal error (a bug: please report it), 130
+    interrupted (Ctrl-C, SIGTERM, SIGHUP).
 
     Warnings about the data are held back and printed once the command has
     succeeded: a failing command prints exactly one line, its error.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("always", LstmaeWarning)
-        status = _run(argv)
-    if status in (0, 1):
-        for warning in caught:
-            stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+    previous = _catch_termination()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", LstmaeWarning)
+            status = _run(argv)
+        if status in (EXIT_OK, EXIT_ANOMALY):
+            for warning in caught:
+                stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
+
+
+def _catch_termination() -> dict:
+    """SIGTERM and SIGHUP stop a command as Ctrl-C does, so temporary files are removed
+    and old outputs stay whole. A signal ignored on entry (nohup) stays ignored."""
+    import threading
+
+    previous = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(signum)
+        if handler != signal.SIG_IGN:
+            previous[signum] = handler
+            signal.signal(signum, _terminate)
+    return previous
 
 
 def _run(argv: list[str] | None) -> int:
@@ -721,23 +824,35 @@ def _run(argv: list[str] | None) -> int:
         status = app(args=argv, prog_name="lstmae", standalone_mode=False)
     except LstmaeError as exc:
         _error(str(exc))
-        return 2
-    except KeyboardInterrupt:  # outside a command, e.g. while starting up
-        stderr.print("interrupted: nothing was written", markup=False)
-        return 130
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:  # outside a command, e.g. while starting up
+        stderr.print(_interrupted_message(exc), markup=False)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader (e.g. `head`) went away: not an error worth a traceback.
-        sys.stdout = None
-        return 0
+        # The reader (e.g. `head`) went away: not an error worth a word.
+        _quiet_stdout()
+        return EXIT_OK
+    except SystemExit as exc:  # typer's own exits; 1 is for anomalies alone
+        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+        return EXIT_OK if code == 1 else code
     except Exception as exc:
         # typer's usage errors (bad option, missing argument) carry their own
         # exit code and message; typer ships its own copy of click's exception
         # classes, so recognise them by what they offer, not by class.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             _error(f"{exc.format_message()} (see lstmae --help)")
-            return 2
-        raise
-    return status if isinstance(status, int) else 0
+            return EXIT_BAD_INPUT
+        if type(exc).__name__ == "Abort":  # typer's answer to EOF or Ctrl-C at a prompt
+            stderr.print("interrupted: nothing was written", markup=False)
+            return EXIT_INTERRUPTED
+        if os.environ.get("LSTMAE_DEBUG"):
+            raise
+        _error(f"internal error: {type(exc).__name__}: {shorten(exc, 300)} (a bug in lstmae; "
+               "please report it with the command line; LSTMAE_DEBUG=1 shows the traceback)")
+        return EXIT_INTERNAL
+    if not isinstance(status, int):
+        return EXIT_OK
+    return status
 
 
 def _error(message: str) -> None:

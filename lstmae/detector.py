@@ -22,9 +22,17 @@ import pandas as pd
 import torch
 
 from lstmae import __version__
+from lstmae import params as limits
 from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, save_model_file
-from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
+from lstmae.errors import (
+    DataError,
+    LstmaeWarning,
+    ModelFileError,
+    OptionError,
+    TrainingError,
+    shorten,
+)
 from lstmae.io import Series, to_series
 from lstmae.model import (
     ERRORS,
@@ -36,7 +44,7 @@ from lstmae.model import (
     mae_or_peak,
     window_error,
 )
-from lstmae.stream import EventTracker, Piece, pieces
+from lstmae.stream import EventTracker, IntervalCheck, Piece, pieces, typical_interval
 from lstmae.train import (
     PRECISIONS,
     EpochReport,
@@ -100,6 +108,7 @@ class Detector:
         columns: list[str] | None = None,
         time_col: str | None = None,
         fill: str | None = None,
+        time_format: str | None = None,
     ):
         self.window = window
         self.stride = stride
@@ -124,9 +133,11 @@ class Detector:
         self.columns = columns
         self.time_col = time_col
         self.fill = fill
+        self.time_format = time_format
 
     # ------------------------------------------------------------------ fit
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Refuse a parameter that cannot work, naming it (fit calls this first)."""
         def need(ok: bool, name: str, rule: str, value) -> None:
             if not ok:
                 raise OptionError(f"--{name.replace('_', '-')} must be {rule} (got {value!r})")
@@ -135,12 +146,21 @@ class Detector:
             return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
         if self.window != "auto":
-            need(is_int(self.window) and self.window >= 2, "window",
-                 "an integer of at least 2, or auto", self.window)
-        for name, low in [("stride", 1), ("hidden", 1), ("latent", 1),
-                          ("layers", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1)]:
-            value = getattr(self, name)
-            need(is_int(value) and value >= low, name, f"an integer of at least {low}", value)
+            need(is_int(self.window) and 2 <= self.window <= limits.MAX_WINDOW, "window",
+                 f"an integer from 2 to {limits.MAX_WINDOW}, or auto", self.window)
+        caps = {"hidden": limits.MAX_HIDDEN, "latent": limits.MAX_LATENT,
+                "layers": limits.MAX_LAYERS, "batch_size": limits.MAX_BATCH_SIZE,
+                "stride": limits.MAX_WINDOW}
+        for name in ("stride", "hidden", "latent", "layers", "epochs", "batch_size", "patience"):
+            value, cap = getattr(self, name), caps.get(name)
+            rule = f"an integer from 1 to {cap}" if cap else "an integer of at least 1"
+            need(is_int(value) and value >= 1 and (cap is None or value <= cap), name, rule,
+                 value)
+        if self.columns is not None:
+            n_features = len(self.columns)
+            need(n_features <= limits.MAX_COLUMNS, "columns",
+                 f"at most {limits.MAX_COLUMNS} columns", n_features)
+            self._check_size(n_features)
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
              "lr", "a positive number", self.lr)
         need(self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", self.loss)
@@ -152,7 +172,23 @@ class Detector:
         thresholds.check_settings(
             self.threshold_method, self.threshold_quantile, self.risk, self.sigma, self.margin
         )
-        need(is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
+        need(is_int(self.seed) and 0 <= self.seed <= limits.MAX_SEED, "seed",
+             f"an integer from 0 to 2**64 - 1 ({limits.MAX_SEED})", self.seed)
+        need(self.time_format is None or (isinstance(self.time_format, str)
+                                          and "%" in self.time_format
+                                          and len(self.time_format) <= 200),
+             "time_format", "a strftime format such as '%d/%m/%Y %H:%M'", self.time_format)
+
+    def _check_size(self, n_features: int) -> None:
+        """Refuse, before training, a model too large to hold in memory."""
+        count = limits.lstm_parameters(n_features, self.hidden, self.latent, self.layers)
+        if count > limits.MAX_PARAMETERS:
+            raise OptionError(
+                f"--hidden {self.hidden}, --latent {self.latent} and --layers {self.layers} "
+                f"with {n_features} column(s) make {count:,} weights ({count * 4 / 2**30:.1f} "
+                f"GiB), above lstmae's limit of {limits.MAX_PARAMETERS:,}; use a smaller "
+                "--hidden or fewer --layers"
+            )
 
     def fit(
         self,
@@ -171,19 +207,26 @@ class Detector:
         of the windows. Only rank 0 then calibrates the threshold: on the other ranks
         fit returns once training ends, with the detector not calibrated (do not save it).
         """
-        self._check_params()
+        self.check_params()
         device = resolve_device(self.device)
         # refuses bf16 where unsupported, before any work
         precision = training_precision(self.precision, device)
         rank, world = rank_and_world()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank())  # one GPU per process
-        series = to_series(frame, self.columns, self.time_col, self.fill, source)
+        series = to_series(frame, self.columns, self.time_col, self.fill, source,
+                           time_format=self.time_format)
+        if len(series.columns) > limits.MAX_COLUMNS:
+            raise DataError(f"{source}: has {len(series.columns)} value columns, more than "
+                            f"lstmae's limit of {limits.MAX_COLUMNS}; choose some with --columns")
+        self._check_size(len(series.columns))
         started = time.perf_counter()
         torch.manual_seed(self.seed)
 
         self.columns_ = series.columns
         self.time_col_ = series.time_col
+        self.time_kind_ = series.time_kind
+        self.interval_ = typical_interval(series.index) if series.time_col else None
         self.scaler_ = Scaler.fit(series.values, series.columns)
         scaled = torch.from_numpy(self.scaler_.transform(series.values))
         n_rows = len(scaled)
@@ -217,10 +260,20 @@ class Detector:
             return self  # every rank holds the same weights; rank 0 calibrates and writes
         calibration = val_set if val_set is not None else train_set
         self.heldout_errors_ = self._calibrate_error(calibration)
+        if not np.isfinite(self.heldout_errors_).all():
+            raise TrainingError(
+                f"{source}: the trained model's errors on normal windows are not finite; try "
+                "a smaller --lr, or check the data for extreme values"
+            )
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
             self.risk, self.sigma, self.margin, heldout=val_set is not None,
         )
+        if not math.isfinite(self.threshold_):
+            raise OptionError(
+                f"--threshold-method {self.threshold_method} with these settings gives an "
+                f"infinite threshold ({self.threshold_}); use a smaller --margin or --sigma"
+            )
         self.threshold_info_ = {
             **how, "source": result.monitored, "windows": len(self.heldout_errors_)
         }
@@ -287,11 +340,19 @@ class Detector:
             "interrupted": result.interrupted,
             "seconds": round(time.perf_counter() - started, 3),
             "device": str(device),
-            "first_time": _jsonable(series.index[0]),
-            "last_time": _jsonable(series.index[-1]),
+            "first_time": _jsonable(series.labels[0]),
+            "last_time": _jsonable(series.labels[-1]),
         }
 
     # ---------------------------------------------------------------- score
+    def series(self, frame: pd.DataFrame, source: str = "data") -> Series:
+        """The frame as scoring reads it (the model's columns, time column and fill), with
+        each row's file row number in `.rows`: to line up labels with the scores."""
+        self._check_fitted()
+        return to_series(frame, self.columns_, self.time_col_ if self.time_col_ in
+                         map(str, frame.columns) else None, self.fill, source,
+                         time_format=self.time_format, report=False)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise OptionError("this Detector is not fitted; call fit() or Detector.load() first")
@@ -299,7 +360,7 @@ class Detector:
     def _pieces(self, frames: Iterable[pd.DataFrame], source: str, sort: bool) -> Iterator[Piece]:
         self._check_fitted()
         return pieces(frames, self.columns_, self.time_col_, self.window_, self.stride,
-                      self.fill, source, sort)
+                      self.fill, source, sort, self.time_format)
 
     @torch.inference_mode()
     def _run(self, series: Series, starts: np.ndarray, want: str) -> np.ndarray:
@@ -329,12 +390,12 @@ class Detector:
 
     def _window_frame(self, piece: Piece, columns: dict) -> pd.DataFrame:
         """window, start, end and then `columns`, built at once (not column by column)."""
-        index, starts = piece.series.index, piece.starts
+        labels, starts = piece.series.labels, piece.starts
         return pd.DataFrame(
             {
                 "window": piece.first_window + np.arange(len(starts)),
-                "start": index[starts],
-                "end": index[starts + self.window_ - 1],
+                "start": labels[starts],
+                "end": labels[starts + self.window_ - 1],
                 **columns,
             }
         )
@@ -359,16 +420,24 @@ class Detector:
             return float(threshold), "--threshold"
         if sum(x is not None for x in (quantile, risk, margin)) > 1:
             raise OptionError("give only one of --threshold-quantile, --risk and --margin")
+        model = getattr(self, "path_", None) or "the model"
         if quantile is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "quantile", quantile=quantile)
-            return value, f"quantile {quantile} of held-out errors"
-        if risk is not None:
+            option, how = f"--threshold-quantile {quantile}", f"quantile {quantile}"
+        elif risk is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
-            return value, f"pot at risk {risk} of held-out errors"
-        if margin is not None:
+            option, how = f"--risk {risk}", f"pot at risk {risk}"
+        elif margin is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
-            return value, f"{margin:g} x the largest held-out error"
-        return self.threshold_, f"the model's {self.threshold_info_['method']} threshold"
+            option, how = f"--margin {margin:g}", f"{margin:g} x the largest"
+        else:
+            value, option = self.threshold_, None
+            how = f"the model's {self.threshold_info_['method']} threshold"
+        if not (math.isfinite(value) and value >= 0):
+            source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
+            raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "
+                              "give --threshold X")
+        return value, how if option is None else f"{how} of held-out errors"
 
     def score(
         self,
@@ -424,10 +493,20 @@ class Detector:
         if not levels <= set(LEVELS):
             raise OptionError(f"levels must be among {', '.join(LEVELS)} (got {sorted(levels)})")
         limit = self.threshold_for(threshold)[0]
+        if "point" in levels:
+            time = self.time_col_ or "row"
+            self._check_output_names(
+                [time, "score", "threshold", "anomaly", *(f"error_{c}" for c in self.columns_)],
+                f"the time column '{time}'")
         events = EventTracker(self.columns_)
+        interval = IntervalCheck(self.interval_, source)
         latest = None  # the last window of earlier batches, for point scores with a stride
         for piece in self._pieces(frames, source, sort):
+            interval.feed(piece)
             by_column = self._run(piece.series, piece.starts, "column_errors").astype(np.float64)
+            # An error that cannot be computed (overflow, NaN from extreme values) is the
+            # largest there is: such a window is anomalous, never "normal".
+            by_column[np.isnan(by_column)] = np.inf
             errors = window_error(by_column)
             windows = self._window_frame(piece, {
                 "error": errors, "threshold": limit, "anomaly": errors > limit,
@@ -441,7 +520,24 @@ class Detector:
                 if piece.last:
                     closed = pd.concat([closed, events.finish()], ignore_index=True)
                 result["event"] = closed
+            if piece.last:
+                interval.finish(self.time_kind_)
             yield {level: result[level] for level in LEVELS if level in levels}
+
+    def _check_output_names(self, names: list[str], what: str) -> None:
+        """Refuse output whose columns would repeat a name (a data column named
+        `load_recon` beside `load`, a time column named `score`)."""
+        seen, repeated = set(), []
+        for name in names:
+            if name in seen:
+                repeated.append(name)
+            seen.add(name)
+        if repeated:
+            raise DataError(
+                f"output column(s) {', '.join(repr(shorten(n)) for n in repeated)} would "
+                f"appear twice: {what} or a model column has a name that lstmae's output "
+                "columns use; rename the column in the data and refit"
+            )
 
     def _points(self, piece: Piece, windows: pd.DataFrame, latest, limit: float):
         """Point scores of the piece's new rows: the latest window ending at or before each."""
@@ -463,7 +559,7 @@ class Detector:
         picked.loc[~scored, numeric] = np.nan
         picked["threshold"] = limit
         picked["anomaly"] = picked["anomaly"].where(scored, False).astype(bool)
-        picked.insert(0, piece.series.time_col or "row", piece.series.index[piece.n_carried :])
+        picked.insert(0, piece.series.time_col or "row", piece.series.labels[piece.n_carried :])
         return picked, latest
 
     def encode(self, frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
@@ -497,6 +593,10 @@ class Detector:
         last window-1 rows are carried to the next batch.
         """
         width = len(self.columns_)
+        self._check_output_names(
+            ([self.time_col_] if self.time_col_ else [])
+            + [name for col in self.columns_ for name in (col, f"{col}_recon")],
+            "a column named like another's reconstruction (<col>_recon)")
         carried_sums, carried_counts = np.zeros((0, width)), np.zeros(0, dtype=np.int64)
         for piece in self._pieces(frames, source, sort):
             n_rows = len(piece.series.values)
@@ -509,7 +609,7 @@ class Detector:
             done = piece.n_final
             recon = self.scaler_.inverse(sums[:done] / counts[:done, None])
             series = piece.series
-            columns = {series.time_col: series.index[:done]} if series.time_col else {}
+            columns = {series.time_col: series.labels[:done]} if series.time_col else {}
             for i, col in enumerate(self.columns_):
                 columns[col] = series.values[:done, i]
                 columns[f"{col}_recon"] = recon[:, i]
@@ -537,6 +637,9 @@ class Detector:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "columns": self.columns_,
             "time_col": self.time_col_,
+            "time_kind": self.time_kind_,
+            "time_format": self.time_format,
+            "interval": self.interval_,
             "window": self.window_,
             "stride": self.stride,
             "loss": self.loss,
@@ -558,53 +661,50 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Detector:
-        """Read a model file written by `save` (checked: never unpickled, checksummed)."""
+        """Read a model file written by `save`: never unpickled, checksummed, and every
+        field checked for meaning (lstmae.artifact.check_meaning) before it is used."""
         tensors, meta = load_model_file(path)
         try:
             params = meta["params"]
             # Files written before `error` existed scored windows with their training loss.
             error = meta.get("error", "mae" if meta["loss"] == "l1" else meta["loss"])
             det = cls(
-                window=params["window"], stride=int(meta["stride"]), loss=meta["loss"],
+                window=params["window"], stride=meta["stride"], loss=meta["loss"],
                 error=error,
                 hidden=meta["model"]["hidden"], latent=meta["model"]["latent"],
                 layers=meta["model"]["layers"], columns=list(meta["columns"]),
                 time_col=meta["time_col"], precision=params.get("precision", "auto"),
+                time_format=meta.get("time_format"),
                 **{k: params[k] for k in ("epochs", "batch_size", "lr", "val_fraction",
                                           "patience", "seed", "device", "threshold_method",
                                           "threshold_quantile", "risk", "sigma", "margin",
                                           "fill")},
             )
-            det.window_ = int(meta["window"])
-            det.columns_ = [str(c) for c in meta["columns"]]
+            det.path_ = str(path)
+            det.window_ = meta["window"]
+            det.columns_ = list(meta["columns"])
             det.time_col_ = meta["time_col"]
+            # Files written before these fields existed: no interval to compare with.
+            det.time_kind_ = meta.get("time_kind") or ("naive" if det.time_col_ else "rows")
+            det.interval_ = meta.get("interval")
             det.config_ = ModelConfig(**meta["model"])
             det.threshold_ = float(meta["threshold"]["value"])
             det.threshold_info_ = {k: v for k, v in meta["threshold"].items() if k != "value"}
             det.training_ = dict(meta["training"])
             scale = meta.get("peak_scale")
-            is_number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
-            if (det.error == "mae+peak") != (scale is not None) or not (
-                scale is None or (is_number and 0 <= scale < math.inf)
-            ):
+            if (det.error == "mae+peak") != (scale is not None):
                 raise ValueError("peak_scale does not match the error kind")
             det.peak_scale_ = None if scale is None else float(scale)
-            det._check_params()
-            if det.config_.n_features != len(det.columns_) or det.loss not in LOSSES:
-                raise ValueError("columns do not match the architecture")
+            det.check_params()
             det.scaler_ = Scaler(tensors.pop("scaler.mean"), tensors.pop("scaler.std"))
             det.heldout_errors_ = tensors.pop("heldout_errors")
             model = LSTMAutoencoder(det.config_)
             state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()}
             model.load_state_dict(state, strict=True)  # checks every name and shape
-            if det.scaler_.mean.shape != (len(det.columns_),) or det.scaler_.std.shape != (
-                len(det.columns_),
-            ):
-                raise ValueError("scaler does not match the columns")
         except (KeyError, TypeError, ValueError, RuntimeError, OptionError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelFileError(
-                f"{path}: model metadata does not match its contents ({reason[:200]}); "
+                f"{path}: model metadata does not match its contents ({shorten(reason, 200)}); "
                 "the file is damaged or was not written by lstmae"
             ) from None
         det.model_ = model.eval()
@@ -612,7 +712,7 @@ class Detector:
 
 
 def _jsonable(value):
-    if isinstance(value, np.datetime64):
+    if isinstance(value, (np.datetime64, pd.Timestamp)):
         return str(pd.Timestamp(value))
     if isinstance(value, np.generic):
         return value.item()

@@ -1,8 +1,9 @@
 """Errors a user can act on.
 
 Every mistake a user can make (a missing file, a wrong column, a bad option, a
-broken model file) raises an LstmaeError whose message names the thing at fault
-and what to do. The CLI prints it as one `error: ...` line and exits with 2.
+broken model file, an output that cannot be written) raises an LstmaeError whose
+message names the thing at fault and what to do. The CLI prints it as one
+`error: ...` line and exits with 2.
 """
 
 
@@ -22,8 +23,25 @@ class OptionError(LstmaeError):
     """An option or parameter has a value that cannot work."""
 
 
+class OutputError(LstmaeError):
+    """A result or model file could not be written (disk full, I/O error, read-only)."""
+
+
 class TrainingError(LstmaeError):
     """Training could not produce a usable model (e.g. the loss became NaN)."""
+
+
+def shorten(text: object, limit: int = 60) -> str:
+    """A value echoed in a message, cut to a readable length (a hostile cell may be huge)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def name_list(names, limit: int = 20) -> str:
+    """Column names for a message: the first `limit` of them, and how many more."""
+    names = [shorten(n, 40) for n in names]
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f", … ({more} more)" if more > 0 else "")
 
 
 class LstmaeWarning(UserWarning):

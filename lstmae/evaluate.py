@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lstmae.errors import DataError
+from lstmae.errors import DataError, shorten
 from lstmae.metrics import (
     auc_pr,
     auc_roc,
@@ -24,42 +24,71 @@ from lstmae.metrics import (
 )
 
 
-def read_labels(path: str, index: np.ndarray) -> np.ndarray:
-    """0/1 labels aligned with the data's rows (index: its timestamps or row numbers)."""
-    from lstmae.io import read_table
+def read_labels(
+    path: str,
+    index: np.ndarray,
+    rows: np.ndarray | None = None,
+    n_rows: int | None = None,
+    kind: str | None = None,
+    time_format: str | None = None,
+) -> np.ndarray:
+    """0/1 labels aligned with the scored series' rows.
 
+    index: the series' times (or row numbers), as lstmae.io.Series.index orders
+    them; rows: each series row's row number in the data file (rows can be
+    sorted or dropped by --fill drop), n_rows: the data file's row count. A 0/1
+    `label` column is one label per data file row, in the file's order; start,end
+    intervals are read like the data's time column (kind "naive" / "aware" /
+    "number" / "rows"; time_format as --time-format).
+    """
+    from lstmae.io import parse_time, read_table
+
+    index = np.asarray(index)
+    rows = np.arange(len(index)) if rows is None else np.asarray(rows)
+    n_rows = len(index) if n_rows is None else n_rows
+    if kind is None:
+        kind = "naive" if np.issubdtype(index.dtype, np.datetime64) else "number"
     frame = read_table(path)
     columns = [str(c).strip().lower() for c in frame.columns]
     frame.columns = columns
     if "label" in columns:
         labels = pd.to_numeric(frame["label"], errors="coerce")
-        if len(labels) != len(index):
+        if len(labels) != n_rows:
             raise DataError(
-                f"{path}: has {len(labels)} label rows but the data has {len(index)} rows; "
+                f"{path}: has {len(labels)} label rows but the data has {n_rows} rows; "
                 "give one label per data row, or start,end intervals"
             )
         if not labels.isin([0, 1]).all():
             raise DataError(f"{path}: column 'label' must hold only 0 and 1")
-        return labels.to_numpy(dtype=np.int8)
+        return labels.to_numpy(dtype=np.int8)[rows]
     if not {"start", "end"} <= set(columns):
         raise DataError(
             f"{path}: needs start,end columns (anomalous intervals) or a 0/1 label column"
         )
-    is_time = np.issubdtype(np.asarray(index).dtype, np.datetime64)
-    try:
-        if is_time:
-            starts = pd.to_datetime(frame["start"], format="mixed").to_numpy()
-            ends = pd.to_datetime(frame["end"], format="mixed").to_numpy()
+    bounds = []
+    for column in ("start", "end"):
+        if kind in ("naive", "aware"):
+            axis = parse_time(frame[column], column, path, time_format=time_format)
+            if axis.kind != kind:
+                have = "a UTC offset" if axis.kind == "aware" else "no UTC offset"
+                want = "do" if kind == "aware" else "do not"
+                raise DataError(f"{path}: column '{column}' has times with {have}, but the "
+                                f"data's times {want} have one; write both the same way")
+            bounds.append(axis.index)
         else:
-            starts = pd.to_numeric(frame["start"]).to_numpy()
-            ends = pd.to_numeric(frame["end"]).to_numpy()
-    except (ValueError, TypeError):
-        kind = "timestamps" if is_time else "row numbers"
-        raise DataError(f"{path}: start/end must be {kind}, like the data's index") from None
+            values = pd.to_numeric(frame[column], errors="coerce")
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise DataError(f"{path}: column '{column}', row {row + 1}: "
+                                f"{shorten(frame[column].iloc[row])!r} is not a row number "
+                                "like the data's index; give numbers, or timestamps when the "
+                                "data has a time column")
+            bounds.append(values.to_numpy(dtype=np.float64))
+    starts, ends = bounds
     if (ends < starts).any():
         row = int(np.flatnonzero(ends < starts)[0])
         raise DataError(f"{path}: interval on row {row + 1} ends before it starts")
-    return labels_from_intervals(np.asarray(index), list(zip(starts, ends, strict=True)))
+    return labels_from_intervals(index, list(zip(starts, ends, strict=True)))
 
 
 def evaluate(

@@ -1,53 +1,86 @@
-"""Reading tables into validated numeric series, and writing result tables.
+"""Reading tables and validating them into numeric series.
 
-read_table: a path (CSV, CSV.gz, Parquet) or "-" (CSV on stdin) -> DataFrame.
+read_table / iter_frames: a path (CSV, CSV.gz, Parquet file or folder) or "-"
+            (CSV on stdin) -> DataFrame(s); duplicate column names refused.
 to_series:  DataFrame -> Series (float64 values [N, D], time index, column names),
-            with the time column found, rows ordered by time and every value
-            checked to be a finite number.
-write_table: DataFrame -> CSV / JSON lines / Parquet, to a file (atomically) or stdout.
+            with the time column found and read as the user wrote it (offsets
+            kept), rows in the order time says, every value a finite number.
+Writing results lives in lstmae.output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
-import json
+import io
 import os
+import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lstmae.errors import DataError, LstmaeWarning, OptionError
+from lstmae.errors import DataError, LstmaeWarning, OptionError, name_list, shorten
+from lstmae.params import FILL_METHODS
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "date", "datetime")
-FILL_METHODS = ("ffill", "interpolate", "drop")
+# Integer columns with these names that only ever grow are a time axis or a row
+# index, not a measurement: modelled as a value, they would make all new data look
+# anomalous. A time-like one becomes the time column when there is none; the rest
+# are left out, with a warning (README, "Data rules").
+TIME_LIKE_NAME = re.compile(
+    r"^(ts|epoch|unix|unix_?time|epoch_?time|(epoch|unix|ts|time|timestamp)_?(s|ms|us|ns|sec|"
+    r"secs|seconds|millis))$"
+)
+INDEX_LIKE_NAME = re.compile(r"^(unnamed: ?\d+(\.\d+)?|index|idx|row|rownum|row_?number|id)$")
 BATCH_ROWS = 100_000  # rows read and scored at a time: bounded memory, big model batches
-OUTPUT_FORMATS = ("csv", "json", "parquet")
-_SUFFIX_FORMATS = {
-    ".csv": "csv",
-    ".gz": "csv",
-    ".jsonl": "json",
-    ".json": "json",
-    ".ndjson": "json",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+# Day and month in either order before the year (01/02/2026, 1.2.26): never guessed.
+AMBIGUOUS_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?!\d)")
+UTC_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)$")
+
+
+@dataclass
+class OrderNotes:
+    """What to_series found about the order of time (reported once, as warnings)."""
+
+    sorted: bool = False  # rows were out of order and were sorted
+    repeats: int = 0  # rows whose time equals the previous row's
+    first_repeat: str | None = None
+    steps_back: int = 0  # a clock stepping back (reset, daylight-saving fall-back): kept
+    first_step: tuple[str, str] | None = None
+
+    def add(self, other: OrderNotes) -> None:
+        self.sorted |= other.sorted
+        self.first_repeat = self.first_repeat or other.first_repeat
+        self.first_step = self.first_step or other.first_step
+        self.repeats += other.repeats
+        self.steps_back += other.steps_back
 
 
 @dataclass
 class Series:
-    """A validated multivariate series, rows in time order."""
+    """A validated multivariate series, rows in the order time says."""
 
     values: np.ndarray  # float64 [N, D]
-    index: np.ndarray  # timestamps (datetime64) or numbers, one per row
+    index: np.ndarray  # what orders the rows: datetime64[us] (UTC when written with an
+    #                    offset), numbers, or row numbers
     columns: list[str]
     time_col: str | None
+    labels: object = None  # the times as the user wrote them, for output (default: index)
+    rows: np.ndarray | None = None  # each row's 0-based row number in its file
+    time_kind: str = "rows"  # "rows", "number", "naive" (no offset) or "aware"
+    order: OrderNotes = field(default_factory=OrderNotes)
+
+    def __post_init__(self):
+        if self.labels is None:
+            self.labels = self.index
+        if self.rows is None:
+            self.rows = np.arange(len(self.values), dtype=np.int64)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -70,9 +103,9 @@ def _csv_errors(name: str):
     except UnicodeDecodeError:
         raise DataError(f"{name}: is not UTF-8 text; save it as UTF-8 CSV") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{name}: is not valid CSV ({_first_line(exc)})") from None
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise DataError(f"{name}: cannot be read ({_first_line(exc)})") from None
+        raise DataError(f"{name}: is not valid CSV ({shorten(_first_line(exc), 120)})") from None
+    except (gzip.BadGzipFile, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"{name}: cannot be read ({shorten(_first_line(exc), 120)})") from None
 
 
 def iter_frames(
@@ -86,7 +119,9 @@ def iter_frames(
     batch_rows = batch_rows or BATCH_ROWS
     name = "<stdin>" if str(source) == "-" else str(source)
     if name == "<stdin>":
-        yield from _iter_csv(sys.stdin.buffer, name, batch_rows)
+        if sys.stdin is None:
+            raise DataError("<stdin>: standard input is closed; give a file path instead of -")
+        yield from _iter_csv(None, name, batch_rows)
         return
     path = Path(source)
     if not path.exists():
@@ -99,11 +134,75 @@ def iter_frames(
         yield from _iter_csv(path, name, batch_rows)
 
 
-def _iter_csv(source, name: str, batch_rows: int) -> Iterator[pd.DataFrame]:
-    compression = "infer" if name != "<stdin>" else None
-    with _csv_errors(name):
-        reader = pd.read_csv(source, compression=compression, chunksize=batch_rows)
-    with reader:
+class _Prefixed(io.RawIOBase):
+    """A binary stream that gives `prefix` first, then the rest of `stream`."""
+
+    def __init__(self, prefix: bytes, stream):
+        self._prefix, self._stream = prefix, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n], self._prefix = self._prefix[:n], self._prefix[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+_COMPRESSED = {".gz": gzip.open}
+
+
+def _open_csv(path: Path | None, stack: contextlib.ExitStack):
+    if path is None:
+        return sys.stdin.buffer
+    opener = _COMPRESSED.get(path.suffix.lower(), open)
+    return stack.enter_context(opener(path, "rb"))
+
+
+def _header(stream, name: str) -> bytes:
+    """The header line(s) of a CSV, checked for repeated column names.
+
+    pandas renames a repeated name to `name.1` without a word, so a model could
+    silently be trained on a column other than the one meant.
+    """
+    raw = stream.readline(1 << 20)
+    while raw.count(b'"') % 2 and len(raw) < 1 << 20:  # a quoted name holding a newline
+        more = stream.readline(1 << 20)
+        if not more:
+            break
+        raw += more
+    text = raw.decode("utf-8-sig")  # UnicodeDecodeError: reported as "not UTF-8"
+    names = next(csv.reader([text.rstrip("\r\n")]), [])
+    _check_unique([n for n in names if n.strip()], name)
+    return raw
+
+
+def _check_unique(names, source: str, what: str = "column") -> None:
+    seen, repeated = set(), []
+    for n in names:
+        if n in seen and n not in repeated:
+            repeated.append(n)
+        seen.add(n)
+    if repeated:
+        raise DataError(
+            f"{source}: {what} name(s) {name_list([repr(n) for n in repeated])} appear more "
+            "than once; give every column its own name"
+        )
+
+
+def _iter_csv(path: Path | None, name: str, batch_rows: int) -> Iterator[pd.DataFrame]:
+    with contextlib.ExitStack() as stack:
+        with _csv_errors(name):
+            stream = _open_csv(path, stack)
+            head = _header(stream, name)
+            if not head.strip():
+                raise pd.errors.EmptyDataError
+            both = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
+            reader = stack.enter_context(pd.read_csv(both, chunksize=batch_rows))
         empty = True
         while True:
             with _csv_errors(name):
@@ -130,27 +229,58 @@ def _parquet_files(path: Path) -> list[Path]:
     )
 
 
+def _time_type(arrow_type) -> str | None:
+    """'timestamp (zone Z)' / 'timestamp without zone' for timestamp columns, else None."""
+    import pyarrow as pa
+
+    if not pa.types.is_timestamp(arrow_type):
+        return None
+    return f"timestamp (zone {arrow_type.tz})" if arrow_type.tz else "timestamp without zone"
+
+
 def _iter_parquet(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = 0
+    first: tuple[Path, dict] | None = None  # the first file and its columns' types
     for file in _parquet_files(path):
         try:
             # One file at a time, column chunks read as needed (pre_buffer=False): pyarrow's
             # dataset scanner and pre-buffering read ahead, and peak memory then grew with
             # the file (1.0 GiB at 2.5M rows against 0.7 GiB at 0.5M).
             with pq.ParquetFile(file, pre_buffer=False) as parquet:
+                schema = parquet.schema_arrow
+                _check_unique(schema.names, str(file))
+                types = {f.name: f.type for f in schema}
+                if first is None:
+                    first = (file, types)
+                _check_same_time_types(first, file, types)
                 for batch in parquet.iter_batches(batch_size=batch_rows):
                     rows += batch.num_rows
                     yield batch.to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
-                f"{file}: not a readable Parquet file ({_first_line(exc)}); "
+                f"{file}: not a readable Parquet file ({shorten(_first_line(exc), 120)}); "
                 "check that the file is complete"
             ) from None
     if rows == 0:
         raise DataError(f"{path}: holds no data rows")
+
+
+def _check_same_time_types(first: tuple[Path, dict], file: Path, types: dict) -> None:
+    """A column that is a timestamp in one file of a folder must be the same kind in all."""
+    first_file, first_types = first
+    for col, arrow_type in types.items():
+        if col not in first_types:
+            continue
+        was, now = _time_type(first_types[col]), _time_type(arrow_type)
+        if (was or now) and was != now:
+            raise DataError(
+                f"{file}: column '{shorten(col)}' is {now or str(arrow_type)} here but "
+                f"{was or str(first_types[col])} in {first_file}; write every file of the "
+                "folder with the same column types"
+            )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -158,13 +288,14 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+# ---------------------------------------------------------------- time
 def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:
     """The named time column, else one named like a time or of datetime type, else None."""
     if time_col is not None:
         if time_col not in frame.columns:
             raise DataError(
-                f"time column '{time_col}' is not in the data; "
-                f"columns are: {', '.join(map(str, frame.columns))}"
+                f"time column '{shorten(time_col)}' is not in the data; "
+                f"columns are: {name_list(frame.columns)}"
             )
         return time_col
     for col in frame.columns:
@@ -176,46 +307,269 @@ def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:
     return None
 
 
-def _parse_time(column: pd.Series, name: str, source: str, first_row: int) -> np.ndarray:
+@dataclass
+class TimeAxis:
+    index: np.ndarray  # orders the rows: datetime64[us] (UTC if aware) or numbers
+    labels: object  # as written: a DatetimeArray (its zone kept), numbers, or Timestamps
+    kind: str  # "number", "naive" or "aware"
+
+
+def parse_time(
+    column: pd.Series, name: str, source: str, first_row: int = 0,
+    time_format: str | None = None,
+) -> TimeAxis:
+    """Read a time column as the user wrote it.
+
+    Numbers stay numbers (epoch seconds, say). Times with a UTC offset keep it for
+    output and are ordered by the instant they name, so daylight-saving changes of
+    offset within a file are fine. Day/month dates that could be read either way
+    (01/02/2026) are refused unless `time_format` (strftime) says how to read them.
+    """
+    where = f"{source}: time column '{shorten(name)}'"
+    missing = column.isna().to_numpy()
+    if missing.any():
+        row = first_row + int(np.flatnonzero(missing)[0])
+        raise DataError(f"{where}: row {row + 1} is empty; every row needs a time")
+    if pd.api.types.is_bool_dtype(column):
+        raise DataError(f"{where}: holds true/false values, not times; name the time column "
+                        "with --time-col")
+    if pd.api.types.is_numeric_dtype(column):
+        if time_format is not None:
+            column = column.astype(str)
+        else:
+            numbers = column.to_numpy()
+            if not np.isfinite(numbers.astype(np.float64)).all():
+                row = first_row + int(np.flatnonzero(~np.isfinite(numbers.astype(float)))[0])
+                raise DataError(f"{where}: row {row + 1} is not a finite number")
+            return TimeAxis(numbers, numbers, "number")  # e.g. epoch seconds
     if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column
-    elif pd.api.types.is_numeric_dtype(column):
-        parsed = column  # e.g. epoch seconds: ordered numbers are a fine time axis
-    else:
+        return _time_axis(column)
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    if kind in ("datetime", "datetime64", "date"):
         try:
-            parsed = pd.to_datetime(column, format="mixed")
-        except (ValueError, TypeError, OverflowError):
-            bad = _first_unparsable_time(column)
-            raise DataError(
-                f"{source}: time column '{name}': cannot parse {bad!r} as a timestamp; "
-                "fix the value or name another column with --time-col"
-            ) from None
-    if parsed.isna().any():
-        row = first_row + int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise DataError(
-            f"{source}: time column '{name}': row {row + 1} is empty; every row needs a time"
-        )
+            return _time_axis(pd.to_datetime(column))
+        except (ValueError, TypeError):
+            raise DataError(f"{where}: mixes times with and without a UTC offset; "
+                            "give every time an offset, or none") from None
+    if kind not in ("string", "empty"):
+        raise DataError(f"{where}: mixes numbers and text ({kind}); write every time the "
+                        "same way")
+    text = column.astype(str).str.strip()
+    if time_format is None:
+        _refuse_ambiguous_dates(text, where)
+    fmt = time_format or "mixed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _time_axis(pd.to_datetime(text, format=fmt))
+        except (ValueError, TypeError, OverflowError) as exc:
+            if "mix" not in str(exc).lower() or "zone" not in str(exc).lower():
+                bad = _first_unparsable_time(text, fmt)
+                how = f" with --time-format {time_format!r}" if time_format else ""
+                raise DataError(
+                    f"{where}: cannot parse {shorten(bad)!r} as a timestamp{how}; fix the "
+                    "value, give --time-format, or name another column with --time-col"
+                ) from None
+        return _mixed_offsets(text, fmt, where, first_row)
+
+
+def _time_axis(parsed: pd.Series) -> TimeAxis:
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.to_numpy()
+        instants = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        return TimeAxis(instants.to_numpy().astype("datetime64[us]"), parsed.array, "aware")
+    return TimeAxis(parsed.to_numpy().astype("datetime64[us]"), parsed.array, "naive")
 
 
-def _first_unparsable_time(column: pd.Series) -> str:
+def _mixed_offsets(text: pd.Series, fmt: str, where: str, first_row: int) -> TimeAxis:
+    """Times whose UTC offset changes within the column (daylight-saving time): ordered by
+    instant, each labelled with the offset it was written with."""
+    from datetime import timedelta, timezone
+
+    offsets = text.str.extract(UTC_OFFSET, expand=False)
+    if offsets.isna().any():
+        row = int(np.flatnonzero(offsets.isna().to_numpy())[0])
+        raise DataError(
+            f"{where}: row {first_row + row + 1} ({shorten(text.iloc[row])!r}) has no UTC "
+            "offset while other rows have one; give every time an offset, or none"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        instants = pd.to_datetime(text, format=fmt, utc=True)
+    labels = np.empty(len(text), dtype=object)
+    for offset in offsets.unique():
+        rows = (offsets == offset).to_numpy()
+        if offset == "Z":
+            zone = timezone.utc
+        else:
+            digits = offset.replace(":", "")
+            sign = -1 if digits[0] == "-" else 1
+            minutes = int(digits[1:3]) * 60 + (int(digits[3:5]) if len(digits) > 3 else 0)
+            zone = timezone(sign * timedelta(minutes=minutes))
+        labels[rows] = list(instants[rows].dt.tz_convert(zone))
+    index = instants.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    return TimeAxis(index, labels, "aware")
+
+
+def _refuse_ambiguous_dates(text: pd.Series, where: str) -> None:
+    found = text.str.extract(AMBIGUOUS_DATE)
+    if found[0].isna().all():
+        return
+    row = int(np.flatnonzero(found[0].notna().to_numpy())[0])
+    value = text.iloc[row]
+    first, second = (found[i].dropna().astype(int) for i in (0, 1))
+    day_first, month_first = _format_guesses(value)
+    if (first > 12).any() and not (second > 12).any():
+        hint = f"--time-format '{day_first}' (the file's dates look day first)"
+    elif (second > 12).any() and not (first > 12).any():
+        hint = f"--time-format '{month_first}' (the file's dates look month first)"
+    else:
+        hint = f"--time-format '{day_first}' (day first) or '{month_first}' (month first)"
+    raise DataError(
+        f"{where}: dates like {shorten(value)!r} can be read day first or month first, and "
+        f"lstmae does not guess; give {hint}"
+    )
+
+
+def _format_guesses(value: str) -> tuple[str, str]:
+    """strftime formats, day first and month first, for a value like '01/02/2026 10:15'."""
+    match = AMBIGUOUS_DATE.match(value)
+    sep = value[match.end(1)]
+    year = "%Y" if len(match.group(3)) == 4 else "%y"
+    rest = value[match.end():]
+    clock = re.fullmatch(r"([ T])\d{1,2}:\d{2}(:\d{2})?(\.\d+)?", rest)
+    tail = ""
+    if clock:
+        tail = clock.group(1) + "%H:%M" + (":%S" if clock.group(2) else "")
+        tail += ".%f" if clock.group(3) else ""
+    return f"%d{sep}%m{sep}{year}{tail}", f"%m{sep}%d{sep}{year}{tail}"
+
+
+def _first_unparsable_time(column: pd.Series, fmt: str) -> str:
     for value in column:
         try:
-            pd.to_datetime(value)
+            pd.to_datetime(value, format=None if fmt == "mixed" else fmt)
         except (ValueError, TypeError, OverflowError):
             return str(value)
     return str(column.iloc[0])
 
 
-def _numeric_columns(frame: pd.DataFrame, exclude: str | None) -> list[str]:
-    return [
-        col
-        for col in frame.columns
-        if col != exclude
-        and (pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]))
-    ]
+def _order(
+    axis: TimeAxis, tcol: str, source: str, sort: bool, first_row: int
+) -> tuple[np.ndarray | None, OrderNotes]:
+    """How to order the rows (None: as they are) and what to tell the user about it.
+
+    A clock that steps back and runs on (reset, or a daylight-saving fall-back in
+    local time) keeps file order: sorting would interleave two stretches of time.
+    A file whose rows are out of order (few, single rows out of place, or many
+    steps back) is sorted when `sort`, else refused (batches cannot be sorted).
+    """
+    index, notes = axis.index, OrderNotes()
+    back = np.flatnonzero(index[1:] < index[:-1])
+    order = None
+    if back.size and _clock_steps(index, back):
+        notes.steps_back = int(back.size)
+        notes.first_step = (str(axis.labels[back[0]]), str(axis.labels[back[0] + 1]))
+    elif back.size:
+        if not sort:
+            row = first_row + int(back[0]) + 2
+            raise DataError(
+                f"{source}: rows are not in time order (row {row}: "
+                f"{shorten(axis.labels[back[0] + 1])} after {shorten(axis.labels[back[0]])}); "
+                f"batches are read in order, so sort the file by '{shorten(tcol)}' first"
+            )
+        order = np.argsort(index, kind="stable")
+        notes.sorted = True
+        index = index[order]
+    repeated = np.flatnonzero(index[1:] == index[:-1])
+    if repeated.size:
+        notes.repeats = int(repeated.size)
+        at = repeated[0] if order is None else order[repeated[0]]
+        notes.first_repeat = str(axis.labels[at])
+    return order, notes
+
+
+def _clock_steps(index: np.ndarray, back: np.ndarray) -> bool:
+    """Whether every step back is a clock that stepped back and ran on, and they are rare.
+
+    Ran on: the two rows after the step (or the one, at the end of a batch) are in
+    order and no later than the time it stepped back from. A single row out of
+    place has one row there, not two.
+    """
+    if back.size > max(1, (len(index) - 1) // 1000):
+        return False
+    for step in back:
+        after = index[step + 1 : step + 3]
+        if not ((after <= index[step]).all() and (len(after) < 2 or after[0] <= after[1])):
+            return False
+    return True
+
+
+def warn_order(notes: OrderNotes, source: str, tcol: str | None) -> None:
+    """The warnings for what was found about the order of time (once per file)."""
+    name = shorten(tcol)
+    if notes.sorted:
+        warnings.warn(f"{source}: rows were not in time order; sorted them by '{name}'",
+                      LstmaeWarning, stacklevel=3)
+    if notes.steps_back:
+        before, after = notes.first_step
+        warnings.warn(
+            f"{source}: time column '{name}' steps back {notes.steps_back} time(s) (first "
+            f"from {before} to {after}, as a clock does when it is reset or falls back from "
+            "daylight-saving time); kept the rows in file order. If the file is merely "
+            "unsorted, sort it first",
+            LstmaeWarning, stacklevel=3,
+        )
+    if notes.repeats:
+        # Real logs repeat timestamps (clock changes, merged sources): keep every
+        # row, in file order, rather than refuse the file.
+        warnings.warn(
+            f"{source}: time column '{name}' repeats {notes.first_repeat}"
+            f" ({notes.repeats} duplicate timestamp(s)); kept the rows in file order",
+            LstmaeWarning, stacklevel=3,
+        )
+
+
+# ---------------------------------------------------------------- values
+def _counts_up(column: pd.Series) -> bool:
+    """Whole numbers that only ever grow: a row index or a time, not a measurement."""
+    if pd.api.types.is_bool_dtype(column) or len(column) < 2:
+        return False
+    numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return bool(np.isfinite(numbers).all() and (numbers == np.round(numbers)).all()
+                and (np.diff(numbers) > 0).all())
+
+
+def _is_number_column(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
+def _default_columns(frame: pd.DataFrame, tcol: str | None, time_col: str | None, source: str):
+    """Every numeric column but the time column and columns that are an index or a time.
+
+    Returns (value columns, time column). A time-like integer column (ts, epoch, ...)
+    becomes the time column when none was found; index-like ones are left out."""
+    numeric = [c for c in frame.columns if c != tcol and _is_number_column(frame[c])]
+    left_out = []
+    for col in numeric:
+        name = col.strip().lower()
+        time_like, index_like = TIME_LIKE_NAME.match(name), INDEX_LIKE_NAME.match(name)
+        if (time_like or index_like) and _counts_up(frame[col]):
+            if time_like and tcol is None and time_col is None:
+                tcol = col
+            else:
+                left_out.append(col)
+    values = [c for c in numeric if c != tcol and c not in left_out]
+    if left_out:
+        warnings.warn(
+            f"{source}: column(s) {name_list(left_out)} only count up in whole numbers, like "
+            "a row index or a time: not modelled; name them in --columns to model them",
+            LstmaeWarning, stacklevel=3,
+        )
+    if not values:
+        raise DataError(
+            f"{source}: no numeric columns to model; columns are: {name_list(frame.columns)}"
+        )
+    return values, tcol
 
 
 def to_series(
@@ -226,113 +580,101 @@ def to_series(
     source: str = "data",
     sort: bool = True,
     first_row: int = 0,
+    time_format: str | None = None,
+    report: bool = True,
 ) -> Series:
     """Validate a frame and turn it into a Series.
 
     columns: the value columns, in this order (default: every numeric column but
-    the time column). Rows are put in time order (with a warning when they were
-    not; an error with sort=False). Missing or non-finite values are an error
-    unless `fill` says otherwise. first_row: the frame's first row number in its
-    file (for batches), so that errors name the file's row.
+    the time column and index-like ones). Rows are put in time order (with a
+    warning when they were not; an error with sort=False), except where a clock
+    stepped back (kept in file order, with a warning). Missing or non-finite
+    values are an error unless `fill` says otherwise. first_row: the frame's
+    first row number in its file (for batches), so that errors name the file's
+    row. report: warn about the order of time here (False: the caller reports
+    series.order once for many batches).
     """
     if fill is not None and fill not in FILL_METHODS:
-        raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got {fill!r})")
+        raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got "
+                          f"{shorten(fill)!r})")
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
+    _check_unique(frame.columns, source)
     tcol = find_time_column(frame, time_col)
     if columns:
+        _check_unique(columns, "--columns", "the same")
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(
-                f"{source}: missing column(s) {', '.join(missing)}; "
-                f"columns are: {', '.join(frame.columns)}"
+                f"{source}: missing column(s) {name_list(missing)}; "
+                f"columns are: {name_list(frame.columns)}"
             )
         if tcol in columns:
             if time_col is not None:
-                raise OptionError(f"column '{tcol}' cannot be both the time column and a value")
+                raise OptionError(f"column '{shorten(tcol)}' cannot be both the time column "
+                                  "and a value")
             tcol = None  # the user wants this column as a value, not as time
         value_cols = list(columns)
     else:
-        value_cols = _numeric_columns(frame, tcol)
-        if not value_cols:
-            raise DataError(
-                f"{source}: no numeric columns to model; columns are: {', '.join(frame.columns)}"
-            )
+        value_cols, tcol = _default_columns(frame, tcol, time_col, source)
     values = frame[value_cols]
     for col in value_cols:
-        if not (
-            pd.api.types.is_numeric_dtype(values[col]) or pd.api.types.is_bool_dtype(values[col])
-        ):
+        if not _is_number_column(values[col]):
             text = values[col]
             unparsable = np.flatnonzero((text.notna() & pd.to_numeric(text, errors="coerce")
                                          .isna()).to_numpy())
             hint = ""
             if unparsable.size:
                 row = int(unparsable[0])
-                hint = f" (row {first_row + row + 1}: {str(text.iloc[row])!r})"
+                hint = f" (row {first_row + row + 1}: {shorten(text.iloc[row])!r})"
             raise DataError(
-                f"{source}: column '{col}' is not numeric{hint}; "
+                f"{source}: column '{shorten(col)}' is not numeric{hint}; "
                 "write plain numbers without thousands separators or units"
             )
     values = values.astype("float64")
+    rows = first_row + np.arange(len(values), dtype=np.int64)
 
+    notes = OrderNotes()
     if tcol is not None:
-        index = _parse_time(frame[tcol], tcol, source, first_row)
-        order = np.argsort(index, kind="stable")
-        if not np.all(order == np.arange(len(order))):
-            if not sort:
-                raise DataError(
-                    f"{source}: rows are not in time order; "
-                    f"batches are read in order, so sort the file by '{tcol}' first"
-                )
-            warnings.warn(
-                f"{source}: rows were not in time order; sorted them by '{tcol}'",
-                LstmaeWarning,
-                stacklevel=2,
-            )
-            index = index[order]
+        axis = parse_time(frame[tcol], tcol, source, first_row, time_format)
+        order, notes = _order(axis, tcol, source, sort, first_row)
+        index, labels, kind = axis.index, axis.labels, axis.kind
+        if order is not None:
+            index, labels, rows = index[order], labels[order], rows[order]
             values = values.iloc[order].reset_index(drop=True)
-        duplicated = np.flatnonzero(index[1:] == index[:-1])
-        if duplicated.size:
-            # Real logs repeat timestamps (clock changes, merged sources): keep every
-            # row, in file order, rather than refuse the file.
-            warnings.warn(
-                f"{source}: time column '{tcol}' repeats {_describe_time(index[duplicated[0]])}"
-                f" ({duplicated.size} duplicate timestamp(s)); kept the rows in file order",
-                LstmaeWarning,
-                stacklevel=2,
-            )
+        if report:
+            warn_order(notes, source, tcol)
     else:
         index = np.arange(len(values), dtype=np.int64)
+        labels, kind = index, "rows"
 
-    values, index = _handle_missing(values, index, fill, source, first_row)
-    return Series(values=values, index=index, columns=value_cols, time_col=tcol)
+    array, keep = _handle_missing(values, fill, source, first_row)
+    if keep is not None:
+        index, labels, rows = index[keep], labels[keep], rows[keep]
+    return Series(values=array, index=index, columns=value_cols, time_col=tcol, labels=labels,
+                  rows=rows, time_kind=kind, order=notes)
 
 
-def _describe_time(value) -> str:
-    return str(pd.Timestamp(value)) if isinstance(value, np.datetime64) else str(value)
-
-
-def _handle_missing(
-    values: pd.DataFrame, index: np.ndarray, fill: str | None, source: str, first_row: int
-):
+def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_row: int):
+    """The values as float64, and which rows to keep (None: all)."""
     array = values.to_numpy(dtype=np.float64)
     with np.errstate(over="ignore"):
         # float32 is what the model computes in: larger values would overflow there
         bad = ~np.isfinite(array) | (np.abs(array) > np.finfo(np.float32).max / 16)
     if not bad.any():
-        return array, index
+        return array, None
     if fill is None:
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"{source}: row {first_row + row + 1}, column '{values.columns[col]}' is "
-            f"{_describe(array[row, col])} ({int(bad.sum())} bad value(s) found); "
+            f"{source}: row {first_row + row + 1}, column '{shorten(values.columns[col])}' is "
+            f"{_describe_value(array[row, col])} ({int(bad.sum())} bad value(s) found); "
             "fix the data or choose --fill ffill|interpolate|drop"
         )
     frame = values.mask(bad)
+    keep = None
     if fill == "drop":
         keep = ~bad.any(axis=1)
-        frame, index = frame[keep], index[keep]
+        frame = frame[keep]
     elif fill == "ffill":
         frame = frame.ffill().bfill()
     else:
@@ -344,162 +686,12 @@ def _handle_missing(
         LstmaeWarning,
         stacklevel=3,
     )
-    return frame.to_numpy(dtype=np.float64), index
+    return frame.to_numpy(dtype=np.float64), keep
 
 
-def _describe(value: float) -> str:
+def _describe_value(value: float) -> str:
     if np.isnan(value):
         return "missing (empty or NaN)"
     if np.isinf(value):
         return "infinite"
     return f"too large ({value:g})"
-
-
-def format_for(path: str | None, fmt: str | None) -> str | None:
-    """The output format: the one asked for, else the one the file extension names."""
-    if fmt is not None:
-        if fmt not in OUTPUT_FORMATS:
-            raise OptionError(f"--format must be one of table, {', '.join(OUTPUT_FORMATS)}")
-        return fmt
-    if path is None or path == "-":
-        return None
-    suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise OptionError(
-            f"--output {path}: cannot tell the format from '{suffix or 'no extension'}'; "
-            "use .csv, .jsonl or .parquet, or give --format"
-        )
-    return _SUFFIX_FORMATS[suffix]
-
-
-def check_writable(path: str | os.PathLike) -> None:
-    """Fail before any work is done when an output file could not be written."""
-    target = Path(path)
-    if target.is_dir():
-        raise OptionError(f"{target}: is a folder; give a file name to write")
-    folder = target.parent
-    if not folder.is_dir():
-        raise OptionError(f"{target}: folder '{folder}' does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise OptionError(f"{target}: cannot write in folder '{folder}'")
-
-
-def write_table(frame: pd.DataFrame, path: str | None, fmt: str) -> None:
-    """Write CSV / JSON lines / Parquet to stdout (path None or "-") or atomically to a file."""
-    with TableWriter(path, fmt) as writer:
-        writer.write(frame)
-
-
-def _json_lines(frame: pd.DataFrame) -> str:
-    """One JSON object per row, floats to the last digit (repr round-trips), NaN as null,
-    timestamps in ISO 8601 at full precision. pandas' to_json keeps ~10 digits."""
-    columns = {}
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            columns[name] = [None if pd.isna(v) else v.isoformat() for v in column]
-        elif pd.api.types.is_float_dtype(column):
-            columns[name] = [None if v != v else v for v in column.tolist()]
-        else:
-            columns[name] = column.tolist()
-    names = list(columns)
-    rows = zip(*columns.values(), strict=True)
-    return "".join(json.dumps(dict(zip(names, row, strict=True))) + "\n" for row in rows)
-
-
-class TableWriter:
-    """Writes a table batch by batch: to stdout, or to a temporary file renamed into
-    place when every batch is written (nothing is left behind on failure).
-
-        with TableWriter("out.parquet", "parquet") as out:
-            for frame in frames:
-                out.write(frame)
-    """
-
-    def __init__(self, path: str | None, fmt: str):
-        self.path = None if path in (None, "-") else path
-        self.fmt = fmt
-        self.gzip = self.path is not None and str(self.path).lower().endswith(".gz")
-        self.rows = 0
-        self._started = False
-        self._empty: pd.DataFrame | None = None  # the columns, should no row come
-        self._parquet = None
-        self._atomic = None
-
-    def __enter__(self) -> TableWriter:
-        if self.path is None:
-            self._handle = sys.stdout.buffer
-        else:
-            self._atomic = atomic_output(self.path)
-            tmp = self._atomic.__enter__()
-            self._handle = gzip.open(tmp, "wb") if self.gzip else open(tmp, "wb")  # noqa: SIM115
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            self._empty = frame
-            return
-        self._write(frame)
-
-    def _write(self, frame: pd.DataFrame) -> None:
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._handle, table.schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
-        elif self.fmt == "json":
-            self._handle.write(_json_lines(frame).encode("utf-8"))
-        else:
-            header = not self._started
-            self._handle.write(frame.to_csv(index=False, header=header).encode("utf-8"))
-        self._started = True
-        self.rows += len(frame)
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None and not self._started and self._empty is not None:
-                self._write(self._empty)  # no rows at all: still a header / a schema
-            if self._parquet is not None:
-                self._parquet.close()
-            if self.path is None:
-                self._handle.flush()
-            else:
-                self._handle.close()
-        finally:
-            if self._atomic is not None:
-                self._atomic.__exit__(exc_type, exc, tb)
-        return False
-
-
-class atomic_output:
-    """Context manager giving a temporary path beside `path`, renamed onto it on success.
-
-    A job killed midway leaves the old file untouched and at most a stray
-    `.name.*.tmp` file, which the next run does not trip over.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> str:
-        check_writable(self.path)
-        fd, self.tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            with open(self.tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-        return False

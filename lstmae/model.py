@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("mse", "l1")  # what training minimises
-ERRORS = ("mae+peak", "mae", "mse")  # how a window's error is measured when scoring
+from lstmae.params import ERRORS, LOSSES  # noqa: F401 - re-exported
+
 # The quantile of held-out window errors that puts peak errors on the scale of mean ones.
 PEAK_SCALE_QUANTILE = 0.99
 

@@ -41,6 +41,8 @@ def plot_report(
     plt = _pyplot()
     shown = columns[:MAX_CHANNELS]
     x = reconstruction[time_col] if time_col else np.arange(len(reconstruction))
+    if x.dtype == object:  # times whose UTC offset changes (daylight-saving): one axis in UTC
+        x = pd.to_datetime(x, utc=True)
     # Fewer pixels per channel as channels grow, but never unreadably thin.
     channel_height = 1.6 if len(shown) <= 6 else max(0.7, 9.0 / len(shown))
     fig, axes = plt.subplots(

@@ -11,14 +11,15 @@ simply a stream of one piece, so both paths give identical output.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lstmae.errors import DataError
-from lstmae.io import Series, to_series
+from lstmae.errors import DataError, LstmaeWarning, name_list, shorten
+from lstmae.io import OrderNotes, Series, to_series, warn_order
 from lstmae.windows import anomalous_runs
 
 
@@ -49,17 +50,22 @@ def pieces(
     fill: str | None,
     source: str,
     sort: bool,
+    time_format: str | None = None,
 ) -> Iterator[Piece]:
     """Validate each frame and yield the pieces to score, in order.
 
     sort=True allows one frame to be out of time order (it is sorted, with a
-    warning); across frames rows must already be in order: batches cannot be
-    sorted without reading the whole file.
+    warning); across frames rows must already be in order (a clock stepping back
+    is kept, as within a frame): batches cannot be sorted without reading the
+    whole file. What was found about the order of time is warned about once, at
+    the end.
     """
     frames = (frame for frame in frames if len(frame))
     carried: Series | None = None
     offset = 0  # global row number of carried.values[0]
     next_window = 0
+    notes = OrderNotes()
+    kind = None  # how the first batch wrote its times: all batches must agree
     current = next(frames, None)
     while current is not None:
         following = next(frames, None)  # one frame ahead, to know which piece is last
@@ -67,16 +73,22 @@ def pieces(
         _check_columns(current, columns, source)
         first_row = offset + (0 if carried is None else len(carried.values))
         new = to_series(current, columns, time_col if time_col in current.columns else None,
-                        fill, source, sort=sort, first_row=first_row)
+                        fill, source, sort=sort, first_row=first_row, time_format=time_format,
+                        report=False)
+        kind = kind or new.time_kind
+        if new.time_kind != kind:
+            raise DataError(
+                f"{source}: time column '{new.time_col}' holds {_KINDS[new.time_kind]} from row "
+                f"{first_row + 1} on but {_KINDS[kind]} before; write every row's time the "
+                "same way"
+            )
+        notes.add(new.order)
         if carried is not None and len(carried.values) and len(new.values):
-            if new.time_col is not None and new.index[0] < carried.index[-1]:
-                raise DataError(
-                    f"{source}: rows are not in time order around {pd.Timestamp(new.index[0])}; "
-                    f"batches are read in order, so sort the file by '{new.time_col}' first"
-                )
+            _check_boundary(carried, new, source, first_row, notes)
         series = _join(carried, new, offset)
         n_carried = 0 if carried is None else len(carried.values)
-        starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last)
+        starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last,
+                                   source)
         yield Piece(series, n_carried, offset, starts, next_window, window, last)
         next_window += len(starts)
         keep = len(series.values) - max(0, len(series.values) - (window - 1))
@@ -85,21 +97,56 @@ def pieces(
         current = following
     if carried is None:
         raise DataError(f"{source}: holds no data rows")
+    warn_order(notes, source, carried.time_col)
+
+
+_KINDS = {"number": "numbers", "naive": "times without a UTC offset",
+          "aware": "times with a UTC offset", "rows": "no time"}
+
+
+def _check_boundary(carried: Series, new: Series, source: str, first_row: int,
+                    notes: OrderNotes) -> None:
+    """Order across two batches: as within one, a clock may step back and run on."""
+    if new.time_col is None or not new.index[0] < carried.index[-1]:
+        if new.time_col is not None and new.index[0] == carried.index[-1]:
+            notes.repeats += 1
+            notes.first_repeat = notes.first_repeat or str(new.labels[0])
+        return
+    ran_on = len(new.index) >= 2 and new.index[0] <= new.index[1] <= carried.index[-1]
+    if not ran_on:
+        raise DataError(
+            f"{source}: rows are not in time order (row {first_row + 1}: "
+            f"{shorten(new.labels[0])} after {shorten(carried.labels[-1])}); batches are read "
+            f"in order, so sort the file by '{shorten(new.time_col)}' first"
+        )
+    notes.steps_back += 1
+    notes.first_step = notes.first_step or (str(carried.labels[-1]), str(new.labels[0]))
 
 
 def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
-    missing = [c for c in columns if c not in map(str, frame.columns)]
+    found = list(map(str, frame.columns))
+    missing = [c for c in columns if c not in found]
     if missing:
         raise DataError(
-            f"{source}: missing column(s) {', '.join(missing)} that the model was trained on; "
-            f"the model needs: {', '.join(columns)}"
+            f"{source}: missing column(s) {name_list(missing)} that the model was trained on; "
+            f"the model needs: {name_list(columns)}; the data has: {name_list(found)}"
         )
+
+
+def concat_labels(first, second):
+    """Two runs of time labels as one; times in different zones become Timestamps."""
+    if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and (
+        first.dtype == second.dtype
+    ):
+        return np.concatenate([first, second])
+    return pd.concat([pd.Series(first), pd.Series(second)], ignore_index=True).array
 
 
 def _join(carried: Series | None, new: Series, offset: int) -> Series:
     if new.time_col is None:  # row numbers count from the start of the whole stream
         start = offset + (0 if carried is None else len(carried.values))
         new.index = np.arange(start, start + len(new.values), dtype=np.int64)
+        new.labels = new.index
     if carried is None:
         return new
     return Series(
@@ -107,16 +154,21 @@ def _join(carried: Series | None, new: Series, offset: int) -> Series:
         index=np.concatenate([carried.index, new.index]),
         columns=new.columns,
         time_col=new.time_col,
+        labels=concat_labels(carried.labels, new.labels),
+        rows=np.concatenate([carried.rows, new.rows]),
+        time_kind=new.time_kind,
     )
 
 
 def _tail(series: Series, rows: int) -> Series:
     cut = len(series.values) - rows
-    return Series(series.values[cut:], series.index[cut:], series.columns, series.time_col)
+    return Series(series.values[cut:], series.index[cut:], series.columns, series.time_col,
+                  series.labels[cut:], series.rows[cut:], series.time_kind)
 
 
 def _starts_ending_in(
-    n_rows: int, n_carried: int, offset: int, window: int, stride: int, last: bool
+    n_rows: int, n_carried: int, offset: int, window: int, stride: int, last: bool,
+    source: str = "data",
 ) -> np.ndarray:
     """Local starts of windows ending in rows [n_carried, n_rows) on the global stride grid."""
     first_end = max(n_carried, window - 1)
@@ -130,12 +182,90 @@ def _starts_ending_in(
         total = offset + n_rows
         if total < window:
             raise DataError(
-                f"the data has {total} row(s), fewer than the window of {window}; "
-                "give more rows or a smaller --window"
+                f"{source}: has {total} usable row(s), but the model's window is {window} "
+                f"rows: give at least {window} rows"
             )
         if (total - window) % stride:  # one more window so the last row is covered
             starts = np.append(starts, n_rows - window)
     return starts
+
+
+class IntervalCheck:
+    """Warns when scored data is sampled at another interval than the model's training
+    data, or has gaps far longer than it (windows across a gap are not what it learnt)."""
+
+    GAP_FACTOR = 10  # a step this many times the model's interval is a gap
+    RATIO = 1.5  # a median step this far from the model's is another interval
+
+    def __init__(self, interval: float | None, source: str):
+        self.interval, self.source = interval, source
+        self.steps: list[np.ndarray] = []
+        self.gaps, self.longest, self.gap_at = 0, 0.0, None
+
+    def feed(self, piece: Piece) -> None:
+        if self.interval is None or piece.series.time_col is None:
+            return
+        index = piece.series.index[max(0, piece.n_carried - 1):]
+        if len(index) < 2:
+            return
+        steps = interval_steps(index)
+        if sum(map(len, self.steps)) < 10_000:
+            self.steps.append(steps[steps > 0])
+        gaps = np.flatnonzero(steps > self.GAP_FACTOR * self.interval)
+        if gaps.size:
+            self.gaps += int(gaps.size)
+            longest = int(gaps[np.argmax(steps[gaps])])
+            if steps[longest] > self.longest:
+                self.longest = float(steps[longest])
+                labels = piece.series.labels[max(0, piece.n_carried - 1):]
+                self.gap_at = str(labels[longest])
+
+    def finish(self, kind: str) -> None:
+        if self.interval is None or not self.steps:
+            return
+        steps = np.concatenate(self.steps)
+        if steps.size:
+            median = float(np.median(steps))
+            if not (self.interval / self.RATIO <= median <= self.interval * self.RATIO):
+                warnings.warn(
+                    f"{self.source}: rows are {describe_interval(median, kind)} apart, but the "
+                    f"model was trained on rows {describe_interval(self.interval, kind)} apart; "
+                    "its errors mean little on data sampled differently",
+                    LstmaeWarning, stacklevel=2,
+                )
+        if self.gaps:
+            warnings.warn(
+                f"{self.source}: {self.gaps} gap(s) longer than {self.GAP_FACTOR} x the model's "
+                f"interval of {describe_interval(self.interval, kind)} (the longest "
+                f"{describe_interval(self.longest, kind)}, after {self.gap_at}); windows across "
+                "a gap join data that was not together",
+                LstmaeWarning, stacklevel=2,
+            )
+
+
+def interval_steps(index: np.ndarray) -> np.ndarray:
+    """Steps between consecutive rows: seconds for times, the numbers' own unit otherwise."""
+    if np.issubdtype(index.dtype, np.datetime64):
+        return np.diff(index).astype("timedelta64[us]").astype(np.float64) / 1e6
+    return np.diff(index.astype(np.float64))
+
+
+def typical_interval(index: np.ndarray) -> float | None:
+    """The median positive step between rows (None without two distinct times)."""
+    if len(index) < 2:
+        return None
+    steps = interval_steps(index)
+    steps = steps[steps > 0]
+    return float(np.median(steps)) if steps.size else None
+
+
+def describe_interval(value: float, kind: str) -> str:
+    if kind in ("number", "rows"):
+        return f"{value:g} (in the time column's units)"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= seconds:
+            return f"{value / seconds:g} {unit}"
+    return f"{value:g} s"
 
 
 class EventTracker:

@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from lstmae.errors import OptionError
+from lstmae.params import THRESHOLD_METHODS as METHODS
 
-METHODS = ("max", "quantile", "pot", "sigma")
 # Default margins of "max": on truly held-out windows, and on training windows.
 HELDOUT_MARGIN, TRAINING_MARGIN = 1.0, 1.5
 POT_INITIAL_QUANTILE = 0.98

@@ -27,10 +27,9 @@ from torch.optim.adam import adam  # the functional step; importing it loads no 
 
 from lstmae.errors import OptionError, TrainingError
 from lstmae.model import LSTMAutoencoder, column_errors, reconstruction_loss
+from lstmae.params import DEVICES, PRECISIONS  # noqa: F401 - re-exported
 from lstmae.windows import iter_batches, window_view
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16")
 # Early stopping's patience restarts only when the monitored loss improves by more
 # than this fraction. Held-out losses wander on a plateau, and counting every new
 # low as progress kept fits running for tens of epochs of noise.

@@ -15,6 +15,9 @@ import torch
 
 from lstmae.errors import DataError, LstmaeWarning
 
+# Standardised values beyond this are capped: still an enormous error, but a finite one.
+SCALED_LIMIT = 1e35
+
 
 @dataclass
 class Scaler:
@@ -40,7 +43,12 @@ class Scaler:
         return cls(mean=mean, std=std)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.mean) / self.std).astype(np.float32)
+        """Standardised values in float32 for the model, computed in float64 and capped at
+        +-SCALED_LIMIT: a value far outside the training range (or a tiny training std)
+        would otherwise overflow float32 to inf and the model's error to NaN."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        return np.clip(scaled, -SCALED_LIMIT, SCALED_LIMIT).astype(np.float32)
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return values.astype(np.float64) * self.std + self.mean

@@ -69,14 +69,15 @@ def test_univariate_sample_anomalies_are_found():
 
 
 def test_a_one_row_spike_is_flagged_in_every_window_that_holds_it():
-    # A latency-style spike: one row off by about 10 noise standard deviations. The
-    # window's mean absolute error dilutes it over the window's 32 rows and misses it
-    # in most windows; the default error (mae+peak) flags every window that holds it.
+    # A latency-style spike: one row off by 7 noise standard deviations. The window's
+    # mean absolute error dilutes it over the window's 32 rows and misses it in most
+    # windows (0.19-0.22 flagged in fp32 and bf16 on an AMD EPYC; at 10 sd it caught
+    # 0.72-0.78 there); the default error (mae+peak) flags every window that holds it.
     rng = np.random.default_rng(0)
     t = np.arange(3000)
     frame = pd.DataFrame({"value": np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(len(t))})
     train, test = frame[:2000], frame[2000:].reset_index(drop=True)
-    test.loc[500, "value"] += 1.0
+    test.loc[500, "value"] += 0.7
     flagged = {}
     for error in ("mae+peak", "mae"):
         det = Detector(window=32, hidden=32, latent=8, epochs=20, device="cpu", error=error)

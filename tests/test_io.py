@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from lstmae.errors import DataError, LstmaeWarning, OptionError
-from lstmae.io import format_for, read_table, to_series, write_table
+from lstmae.io import read_table, to_series
+from lstmae.output import format_for, write_table
 from lstmae.windows import accumulate_windows, window_starts
 
 from .conftest import SAMPLES

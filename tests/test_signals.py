@@ -70,7 +70,7 @@ def test_sigkill_while_writing_leaves_the_old_file_intact(tmp_path):
     target.write_bytes(b"old contents")
     code = (
         "import sys, time\n"
-        "from lstmae.io import atomic_output\n"
+        "from lstmae.output import atomic_output\n"
         f"with atomic_output({str(target)!r}) as tmp:\n"
         "    open(tmp, 'wb').write(b'half of the new')\n"
         "    print('writing', flush=True)\n"
