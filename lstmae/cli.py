@@ -707,6 +707,10 @@ def plot(
     Example: lstmae plot server_test.csv -m server.lstmae -o report.png
     """
     image_format = Path(output).suffix.lower().lstrip(".")
+    if image_format not in ("png", "svg", "pdf") and os.path.exists(output) and not (
+        os.path.isfile(output) or os.path.isdir(output)
+    ):
+        image_format = "png"  # /dev/stdout, a FIFO: a PNG stream
     if image_format not in ("png", "svg", "pdf"):
         raise OptionError(f"--output {output}: use a .png, .svg or .pdf file name")
     from lstmae.output import atomic_output, check_output

@@ -423,13 +423,14 @@ class Detector:
         model = getattr(self, "path_", None) or "the model"
         if quantile is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "quantile", quantile=quantile)
-            option, how = f"--threshold-quantile {quantile}", f"quantile {quantile}"
+            option = f"--threshold-quantile {quantile}"
+            how = f"quantile {quantile} of held-out errors"
         elif risk is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
-            option, how = f"--risk {risk}", f"pot at risk {risk}"
+            option, how = f"--risk {risk}", f"pot at risk {risk} of held-out errors"
         elif margin is not None:
             value, _ = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
-            option, how = f"--margin {margin:g}", f"{margin:g} x the largest"
+            option, how = f"--margin {margin:g}", f"{margin:g} x the largest held-out error"
         else:
             value, option = self.threshold_, None
             how = f"the model's {self.threshold_info_['method']} threshold"
@@ -437,7 +438,7 @@ class Detector:
             source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
             raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "
                               "give --threshold X")
-        return value, how if option is None else f"{how} of held-out errors"
+        return value, how
 
     def score(
         self,

@@ -454,7 +454,7 @@ def _first_unparsable_time(column: pd.Series, fmt: str) -> str:
 
 
 def _order(
-    axis: TimeAxis, tcol: str, source: str, sort: bool, first_row: int
+    axis: TimeAxis, tcol: str, source: str, sort: bool, first_row: int, earliest=None
 ) -> tuple[np.ndarray | None, OrderNotes]:
     """How to order the rows (None: as they are) and what to tell the user about it.
 
@@ -466,7 +466,7 @@ def _order(
     index, notes = axis.index, OrderNotes()
     back = np.flatnonzero(index[1:] < index[:-1])
     order = None
-    if back.size and _clock_steps(index, back):
+    if back.size and _clock_steps(index, back, earliest):
         notes.steps_back = int(back.size)
         notes.first_step = (str(axis.labels[back[0]]), str(axis.labels[back[0] + 1]))
     elif back.size:
@@ -488,18 +488,23 @@ def _order(
     return order, notes
 
 
-def _clock_steps(index: np.ndarray, back: np.ndarray) -> bool:
+def _clock_steps(index: np.ndarray, back: np.ndarray, earliest=None) -> bool:
     """Whether every step back is a clock that stepped back and ran on, and they are rare.
 
-    Ran on: the two rows after the step (or the one, at the end of a batch) are in
-    order and no later than the time it stepped back from. A single row out of
-    place has one row there, not two.
+    A clock steps back into time it has already shown (after the first row, or
+    `earliest`, the first time of earlier batches) and runs on: the two rows
+    after the step (or the one, at the end of a batch) are in order and no later
+    than the time it stepped back from. A single row out of place has one row
+    there, not two; a file whose parts were exported in the wrong order steps
+    back to before everything seen so far.
     """
     if back.size > max(1, (len(index) - 1) // 1000):
         return False
+    seen_from = index[0] if earliest is None else min(index[0], earliest)
     for step in back:
         after = index[step + 1 : step + 3]
-        if not ((after <= index[step]).all() and (len(after) < 2 or after[0] <= after[1])):
+        if not ((after <= index[step]).all() and (len(after) < 2 or after[0] <= after[1])
+                and after[0] >= min(seen_from, index[: step + 1].min())):
             return False
     return True
 
@@ -582,6 +587,7 @@ def to_series(
     first_row: int = 0,
     time_format: str | None = None,
     report: bool = True,
+    earliest=None,
 ) -> Series:
     """Validate a frame and turn it into a Series.
 
@@ -592,7 +598,8 @@ def to_series(
     values are an error unless `fill` says otherwise. first_row: the frame's
     first row number in its file (for batches), so that errors name the file's
     row. report: warn about the order of time here (False: the caller reports
-    series.order once for many batches).
+    series.order once for many batches). earliest: the first time of earlier
+    batches, where a clock stepping back may land.
     """
     if fill is not None and fill not in FILL_METHODS:
         raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got "
@@ -637,7 +644,7 @@ def to_series(
     notes = OrderNotes()
     if tcol is not None:
         axis = parse_time(frame[tcol], tcol, source, first_row, time_format)
-        order, notes = _order(axis, tcol, source, sort, first_row)
+        order, notes = _order(axis, tcol, source, sort, first_row, earliest)
         index, labels, kind = axis.index, axis.labels, axis.kind
         if order is not None:
             index, labels, rows = index[order], labels[order], rows[order]

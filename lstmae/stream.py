@@ -66,6 +66,7 @@ def pieces(
     next_window = 0
     notes = OrderNotes()
     kind = None  # how the first batch wrote its times: all batches must agree
+    earliest = None  # the first time seen: where a clock stepping back may land
     current = next(frames, None)
     while current is not None:
         following = next(frames, None)  # one frame ahead, to know which piece is last
@@ -74,7 +75,7 @@ def pieces(
         first_row = offset + (0 if carried is None else len(carried.values))
         new = to_series(current, columns, time_col if time_col in current.columns else None,
                         fill, source, sort=sort, first_row=first_row, time_format=time_format,
-                        report=False)
+                        report=False, earliest=earliest)
         kind = kind or new.time_kind
         if new.time_kind != kind:
             raise DataError(
@@ -84,7 +85,10 @@ def pieces(
             )
         notes.add(new.order)
         if carried is not None and len(carried.values) and len(new.values):
-            _check_boundary(carried, new, source, first_row, notes)
+            _check_boundary(carried, new, source, first_row, notes, earliest)
+        if new.time_col is not None and len(new.index):
+            first = new.index.min()
+            earliest = first if earliest is None else min(earliest, first)
         series = _join(carried, new, offset)
         n_carried = 0 if carried is None else len(carried.values)
         starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last,
@@ -105,14 +109,15 @@ _KINDS = {"number": "numbers", "naive": "times without a UTC offset",
 
 
 def _check_boundary(carried: Series, new: Series, source: str, first_row: int,
-                    notes: OrderNotes) -> None:
+                    notes: OrderNotes, earliest) -> None:
     """Order across two batches: as within one, a clock may step back and run on."""
     if new.time_col is None or not new.index[0] < carried.index[-1]:
         if new.time_col is not None and new.index[0] == carried.index[-1]:
             notes.repeats += 1
             notes.first_repeat = notes.first_repeat or str(new.labels[0])
         return
-    ran_on = len(new.index) >= 2 and new.index[0] <= new.index[1] <= carried.index[-1]
+    ran_on = (new.index[0] >= earliest and len(new.index) >= 2
+              and new.index[0] <= new.index[1] <= carried.index[-1])
     if not ran_on:
         raise DataError(
             f"{source}: rows are not in time order (row {first_row + 1}: "

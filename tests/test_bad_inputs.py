@@ -118,7 +118,7 @@ def generated(trained, tmp_path_factory) -> Path:
     save_model_file(out / "lie_scaler.lstmae",
                     {**tensors, "scaler.mean": np.zeros(3), "scaler.std": np.ones(3)}, meta)
     for name in ("lie_hidden", "lie_scaler"):  # valid checksums: only the contents lie
-        load_model_file(out / f"{name}.lstmae")
+        load_model_file(out / f"{name}.lstmae", meaning=False)
 
     marker = out / "PWNED"
     (out / "evil.lstmae").write_bytes(pickle.dumps(_Payload(str(marker))))
