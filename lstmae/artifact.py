@@ -303,7 +303,7 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
         check.get(training, f"training.{name}", lambda v: isinstance(v, bool), "true or false")
     for name in ("first_time", "last_time"):
         check.get(training, f"training.{name}", lambda v: _is_text(v) or (
-            _is_number(v) and math.isfinite(v)), "a time or a number", optional=True)
+            _is_number(v) and math.isfinite(v)), "a time or a number")
     check.get(meta, "params", lambda v: isinstance(v, dict), "an object")
 
     _check_tensors(check, tensors, len(columns))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lstmae.errors import OptionError, OutputError
+from lstmae.errors import OptionError, OutputError, shorten
 
 OUTPUT_FORMATS = ("csv", "json", "parquet")
 _SUFFIX_FORMATS = {
@@ -82,7 +82,14 @@ def check_output(
     inputs: (what, path) pairs of the command's inputs ("data", "model", "labels");
     an output that is one of them, by any path, or inside an input folder, is refused.
     """
-    target = Path(path)
+    try:
+        _check_output(Path(path), inputs, option)
+    except OSError as exc:  # a name too long, a loop of symlinks ...
+        raise OptionError(f"{option} {shorten(path, 80)}: cannot write here: "
+                          f"{exc.strerror or exc}") from None
+
+
+def _check_output(target: Path, inputs, option: str) -> None:
     for what, source in inputs:
         if source is None or str(source) == "-" or not os.path.exists(source):
             continue
@@ -119,6 +126,7 @@ def _inside(target: Path, folder: Path) -> bool:
 
 def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:
     """One line for a write that failed: the file and the system's reason."""
+    path = shorten(path, 80)
     reason = exc.strerror or type(exc).__name__
     hint = {errno.ENOSPC: "; free some space", errno.EDQUOT: "; free some space",
             errno.EROFS: "; write to another file system"}.get(exc.errno or 0, "")

@@ -76,7 +76,8 @@ def calibrate(
     if errors.size == 0:
         raise ValueError("no errors to calibrate a threshold from")
     if method == "max":
-        return float(margin * errors.max()), {"method": method, "margin": margin}
+        with np.errstate(over="ignore"):  # an infinite threshold is refused by the caller
+            return float(margin * errors.max()), {"method": method, "margin": margin}
     if method == "quantile":
         return float(np.quantile(errors, quantile)), {"method": method, "quantile": quantile}
     if method == "sigma":
