@@ -140,7 +140,8 @@ class Detector:
         """Refuse a parameter that cannot work, naming it (fit calls this first)."""
         def need(ok: bool, name: str, rule: str, value) -> None:
             if not ok:
-                raise OptionError(f"--{name.replace('_', '-')} must be {rule} (got {value!r})")
+                raise OptionError(f"--{name.replace('_', '-')} must be {rule} "
+                                  f"(got {shorten(repr(value), 80)})")
 
         def is_int(value) -> bool:
             return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

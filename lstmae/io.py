@@ -466,7 +466,7 @@ def _order(
     index, notes = axis.index, OrderNotes()
     back = np.flatnonzero(index[1:] < index[:-1])
     order = None
-    if back.size and _clock_steps(index, back, earliest):
+    if back.size and _clock_steps(index, back, earliest, at_batch_end=not sort):
         notes.steps_back = int(back.size)
         notes.first_step = (str(axis.labels[back[0]]), str(axis.labels[back[0] + 1]))
     elif back.size:
@@ -488,23 +488,26 @@ def _order(
     return order, notes
 
 
-def _clock_steps(index: np.ndarray, back: np.ndarray, earliest=None) -> bool:
+def _clock_steps(index: np.ndarray, back: np.ndarray, earliest=None,
+                 at_batch_end: bool = False) -> bool:
     """Whether every step back is a clock that stepped back and ran on, and they are rare.
 
     A clock steps back into time it has already shown (after the first row, or
     `earliest`, the first time of earlier batches) and runs on: the two rows
-    after the step (or the one, at the end of a batch) are in order and no later
-    than the time it stepped back from. A single row out of place has one row
-    there, not two; a file whose parts were exported in the wrong order steps
-    back to before everything seen so far.
+    after the step are in order and no later than the time it stepped back from
+    (at_batch_end: one row is enough at the end, where the next batch may go on).
+    A single row out of place has one row there, not two; a file whose parts were
+    exported in the wrong order steps back to before everything seen so far.
     """
     if back.size > max(1, (len(index) - 1) // 1000):
         return False
     seen_from = index[0] if earliest is None else min(index[0], earliest)
     for step in back:
         after = index[step + 1 : step + 3]
-        if not ((after <= index[step]).all() and (len(after) < 2 or after[0] <= after[1])
-                and after[0] >= min(seen_from, index[: step + 1].min())):
+        enough = len(after) == 2 or (at_batch_end and step + 2 == len(index))
+        runs_on = (after <= index[step]).all() and (len(after) < 2 or after[0] <= after[1])
+        into_seen_time = after[0] >= min(seen_from, index[: step + 1].min())
+        if not (enough and runs_on and into_seen_time):
             return False
     return True
 

@@ -154,3 +154,53 @@ def test_write_table_round_trips(tmp_path):
         assert back["error"].tolist() == [0.5, 1.5]
         assert back["anomaly"].tolist() == [False, True]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _minutes(*values) -> pd.DataFrame:
+    times = pd.Timestamp("2026-01-01") + pd.to_timedelta(list(values), unit="min")
+    return pd.DataFrame({"timestamp": times.astype(str), "x": np.arange(len(values), dtype=float)})
+
+
+@pytest.mark.parametrize("minutes,kept", [
+    ((0, 1, 2, 3, 1, 2, 3, 4, 5), True),  # a clock reset by 2 minutes that runs on
+    ((0, 2, 1), False),  # the last row out of place
+    ((0, 1, 5, 3, 6, 7), False),  # one row out of place
+    ((5, 6, 7, 8, 0, 1, 2, 3), False),  # the file's halves in the wrong order
+    ((3, 2, 1, 0), False),  # newest first
+])
+def test_a_clock_stepping_back_keeps_file_order_but_disorder_is_sorted(minutes, kept):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        series = to_series(_minutes(*minutes))
+    messages = " ".join(str(w.message) for w in caught)
+    if kept:
+        assert series.values[:, 0].tolist() == list(range(len(minutes)))
+        assert "steps back 1 time(s)" in messages and "kept the rows in file order" in messages
+    else:
+        assert np.all(np.diff(series.index) >= np.timedelta64(0)), series.index
+        assert "sorted them" in messages
+    # scoring reads in batches: disorder is refused there, a clock step is not; a
+    # step on a batch's last row may be a clock the next batch runs on, so it is kept
+    if kept or minutes == (0, 2, 1):
+        to_series(_minutes(*minutes), sort=False, report=False)
+    else:
+        with pytest.raises(DataError, match="not in time order"):
+            to_series(_minutes(*minutes), sort=False)
+
+
+def test_times_keep_the_offset_they_were_written_with():
+    frame = pd.DataFrame({"timestamp": ["2026-03-29T01:50:00+01:00", "2026-03-29T03:00:00+02:00",
+                                        "2026-03-29T03:10:00+02:00"], "x": [1.0, 2.0, 3.0]})
+    series = to_series(frame)
+    assert [str(t) for t in series.labels] == [
+        "2026-03-29 01:50:00+01:00", "2026-03-29 03:00:00+02:00", "2026-03-29 03:10:00+02:00"]
+    assert series.index.tolist()[1] - series.index.tolist()[0] == pd.Timedelta("10min")
+    assert series.time_kind == "aware"
+
+
+def test_ambiguous_day_month_dates_are_refused_and_read_with_a_format():
+    frame = pd.DataFrame({"timestamp": ["01/02/2026", "02/02/2026"], "x": [1.0, 2.0]})
+    with pytest.raises(DataError, match="day first or month first.*--time-format '%d/%m/%Y'"):
+        to_series(frame)
+    series = to_series(frame, time_format="%d/%m/%Y")
+    assert str(series.labels[0]) == "2026-02-01 00:00:00"
