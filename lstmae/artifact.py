@@ -232,6 +232,8 @@ class _Check:
             return _is_number(v) and math.isfinite(v) and (v > low if above else v >= low) \
                 and v <= high
         rule = f"a finite number {'above' if above else 'of at least'} {low:g}"
+        if high < math.inf:
+            rule += f" and at most {high:g}"
         return self.get(meta, name, ok, rule, optional)
 
     def text(self, meta, name, optional=False):
@@ -267,7 +269,7 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     check.integer(meta, "stride", 1, window)
     check.choice(meta, "loss", limits.LOSSES)
     check.choice(meta, "error", limits.ERRORS, optional=True)
-    check.number(meta, "peak_scale", optional=True)
+    check.number(meta, "peak_scale", above=True, high=1.0, optional=True)  # a quantile ratio
 
     model = check.get(meta, "model", lambda v: isinstance(v, dict) and set(v) == {
         "n_features", "hidden", "latent", "layers"}, "n_features, hidden, latent and layers")
@@ -279,7 +281,7 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
         check.fail("model", f"a model of at most {limits.MAX_PARAMETERS:,} weights", model)
 
     threshold = check.get(meta, "threshold", lambda v: isinstance(v, dict), "an object")
-    check.number(threshold, "threshold.value")
+    check.number(threshold, "threshold.value", high=limits.MAX_ERROR)
     method = check.choice(threshold, "threshold.method", limits.THRESHOLD_METHODS)
     setting = {"max": "margin", "quantile": "quantile", "pot": "risk", "sigma": "sigma"}[method]
     if method in ("quantile", "pot"):
@@ -322,8 +324,16 @@ def _check_tensors(check: _Check, tensors: dict[str, np.ndarray], n_columns: int
         if tensors[name].shape != (n_columns,):
             check.fail(name, f"one number per column: its shape {list(tensors[name].shape)} "
                        f"does not match the {n_columns} column(s)")
-    if not (tensors["scaler.std"] > 0).all():
-        check.fail("scaler.std", "above 0 for every column (a scale of 0 divides by zero)")
+    std, mean = tensors["scaler.std"], tensors["scaler.mean"]
+    if not ((std > 0).all() and (std <= limits.MAX_VALUE).all()):
+        check.fail("scaler.std", f"above 0 and at most {limits.MAX_VALUE:.3g} (what data may "
+                   "hold) for every column; a scale of 0 divides by zero, a huge one hides "
+                   "every anomaly")
+    if not (np.abs(mean) <= limits.MAX_VALUE).all():
+        check.fail("scaler.mean", f"at most {limits.MAX_VALUE:.3g} in size for every column")
     errors = tensors["heldout_errors"]
-    if errors.ndim != 1 or errors.size == 0 or (errors < 0).any():
-        check.fail("heldout_errors", "a non-empty list of errors of at least 0")
+    if errors.ndim != 1 or errors.size == 0 or (errors < 0).any() or (
+        errors > limits.MAX_ERROR
+    ).any():
+        check.fail("heldout_errors", f"a non-empty list of errors from 0 to "
+                   f"{limits.MAX_ERROR:g}")

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from lstmae import __version__
 from lstmae import params as limits
-from lstmae.errors import LstmaeError, LstmaeWarning, OptionError, shorten
+from lstmae.errors import LstmaeError, LstmaeWarning, OptionError, printable, shorten
 
 app = typer.Typer(
     name="lstmae",
@@ -38,7 +38,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-stderr = Console(stderr=True, highlight=False)
+class _HumanChannel:
+    """stderr for rich, looked up at each write (tests replace sys.stderr). A message
+    that cannot be written (stderr closed or full) is dropped: the exit status still
+    says how the command ended, and 1 keeps meaning "anomalies"."""
+
+    def write(self, text: str) -> int:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.write(text)
+        except (OSError, ValueError):
+            pass
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr is not None and sys.stderr.isatty()
+        except (OSError, ValueError):
+            return False
+
+
+stderr = Console(file=_HumanChannel(), highlight=False)
 DEFAULT_MODEL = "model.lstmae"
 # Exit statuses (README, "Exit status"): scripts and cron act on them.
 EXIT_OK, EXIT_ANOMALY, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
@@ -206,6 +233,12 @@ def _stdout_is_terminal() -> bool:
     return sys.stdout is not None and sys.stdout.isatty()
 
 
+def _need_stdout() -> None:
+    """Commands that print their result: refuse a closed stdout rather than lose it."""
+    if sys.stdout is None:
+        raise OptionError("standard output is closed; this command prints its result there")
+
+
 def _output_format(fmt: Format | None, output: str | None, inputs=()) -> str:
     """Pick the output format and check the target before any work is done.
 
@@ -293,7 +326,7 @@ def _print_table(frame, title: str, total: int, highlight: str | None = None) ->
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return printable(value)
 
 
 # ---------------------------------------------------------------- commands
@@ -338,6 +371,13 @@ def command(function):
         except BrokenPipeError:
             _quiet_stdout()
             raise typer.Exit(EXIT_OK) from None
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # Not a named file (those errors are lstmae's own): the result could not be
+            # written to stdout (a full disk behind `> file`, an I/O error).
+            _quiet_stdout()
+            raise OptionError(f"cannot write standard output: {exc.strerror or exc}") from None
 
     return app.command()(interruptible)
 
@@ -662,6 +702,7 @@ def evaluate(
 
     Example: lstmae evaluate server_test.csv -m server.lstmae --labels incidents.csv
     """
+    _need_stdout()
     detector = _load(model, time_format)
     limit, _ = detector.threshold_for(threshold)
     frame = _read(data)
@@ -744,6 +785,7 @@ def info(
     """
     from lstmae.artifact import load_model_file
 
+    _need_stdout()
     _, meta = load_model_file(model)
     detector = _load(model)  # the full check: tensors agree with the metadata
     from lstmae.threshold import describe
@@ -779,7 +821,7 @@ def info(
                     f"torch {meta['torch_version']}"),
     ]
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, printable(value))
     Console().print(table)
 
 
@@ -800,7 +842,8 @@ def run(argv: list[str] | None = None) -> int:
             status = _run(argv)
         if status in (EXIT_OK, EXIT_ANOMALY):
             for warning in caught:
-                stderr.print(f"warning: {warning.message}", markup=False, soft_wrap=True)
+                stderr.print(f"warning: {printable(warning.message)}", markup=False,
+                         soft_wrap=True)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -836,6 +879,12 @@ def _run(argv: list[str] | None) -> int:
         # The reader (e.g. `head`) went away: not an error worth a word.
         _quiet_stdout()
         return EXIT_OK
+    except OSError as exc:
+        if exc.filename is not None or isinstance(exc, BrokenPipeError):
+            return _internal_error(exc)
+        _quiet_stdout()  # e.g. --help > /dev/full
+        _error(f"cannot write standard output: {exc.strerror or exc}")
+        return EXIT_BAD_INPUT
     except SystemExit as exc:  # typer's own exits; 1 is for anomalies alone
         code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
         return EXIT_OK if code == 1 else code
@@ -849,20 +898,35 @@ def _run(argv: list[str] | None) -> int:
         if type(exc).__name__ == "Abort":  # typer's answer to EOF or Ctrl-C at a prompt
             stderr.print("interrupted: nothing was written", markup=False)
             return EXIT_INTERRUPTED
-        if os.environ.get("LSTMAE_DEBUG"):
-            raise
-        _error(f"internal error: {type(exc).__name__}: {shorten(exc, 300)} (a bug in lstmae; "
-               "please report it with the command line; LSTMAE_DEBUG=1 shows the traceback)")
-        return EXIT_INTERNAL
+        return _internal_error(exc)
     if not isinstance(status, int):
         return EXIT_OK
     return status
 
 
+def _internal_error(exc: BaseException) -> int:
+    """A bug: one line and its own status (never 1, never a traceback unless asked for)."""
+    if os.environ.get("LSTMAE_DEBUG"):
+        raise exc
+    _error(f"internal error: {type(exc).__name__}: {shorten(exc, 300)} (a bug in lstmae; "
+           "please report it with the command line; LSTMAE_DEBUG=1 shows the traceback)")
+    return EXIT_INTERNAL
+
+
 def _error(message: str) -> None:
-    first_line = " ".join(message.split())
+    first_line = " ".join(printable(message).split())
     stderr.print(f"error: {first_line}", markup=False, soft_wrap=True)
 
 
 def main() -> None:
-    sys.exit(run())
+    status = run()
+    try:  # what is still buffered for stdout: a failure here is an output failure
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except OSError as exc:
+        _quiet_stdout()
+        _error(f"cannot write standard output: {exc.strerror or exc}")
+        status = EXIT_BAD_INPUT
+    sys.exit(status)

@@ -151,7 +151,8 @@ class Detector:
                  f"an integer from 2 to {limits.MAX_WINDOW}, or auto", self.window)
         caps = {"hidden": limits.MAX_HIDDEN, "latent": limits.MAX_LATENT,
                 "layers": limits.MAX_LAYERS, "batch_size": limits.MAX_BATCH_SIZE,
-                "stride": limits.MAX_WINDOW}
+                "stride": limits.MAX_WINDOW, "epochs": limits.MAX_EPOCHS,
+                "patience": limits.MAX_EPOCHS}
         for name in ("stride", "hidden", "latent", "layers", "epochs", "batch_size", "patience"):
             value, cap = getattr(self, name), caps.get(name)
             rule = f"an integer from 1 to {cap}" if cap else "an integer of at least 1"
@@ -270,10 +271,11 @@ class Detector:
             self.heldout_errors_, self.threshold_method, self.threshold_quantile,
             self.risk, self.sigma, self.margin, heldout=val_set is not None,
         )
-        if not math.isfinite(self.threshold_):
+        if not self.threshold_ <= limits.MAX_ERROR:
             raise OptionError(
-                f"--threshold-method {self.threshold_method} with these settings gives an "
-                f"infinite threshold ({self.threshold_}); use a smaller --margin or --sigma"
+                f"--threshold-method {self.threshold_method} with these settings gives the "
+                f"threshold {self.threshold_:g}, above any error lstmae can measure "
+                f"({limits.MAX_ERROR:g}); use a smaller --margin or --sigma"
             )
         self.threshold_info_ = {
             **how, "source": result.monitored, "windows": len(self.heldout_errors_)
@@ -435,7 +437,7 @@ class Detector:
         else:
             value, option = self.threshold_, None
             how = f"the model's {self.threshold_info_['method']} threshold"
-        if not (math.isfinite(value) and value >= 0):
+        if not (math.isfinite(value) and 0 <= value <= limits.MAX_ERROR):
             source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
             raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "
                               "give --threshold X")
@@ -702,8 +704,14 @@ class Detector:
             det.heldout_errors_ = tensors.pop("heldout_errors")
             model = LSTMAutoencoder(det.config_)
             state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()}
-            model.load_state_dict(state, strict=True)  # checks every name and shape
-        except (KeyError, TypeError, ValueError, RuntimeError, OptionError) as exc:
+            _check_state(model, state)
+            model.load_state_dict(state, strict=True)
+        except KeyError as exc:
+            raise ModelFileError(
+                f"{path}: field {shorten(exc.args[0] if exc.args else exc)!r} is missing; "
+                "the file is damaged or was not written by lstmae"
+            ) from None
+        except (TypeError, ValueError, RuntimeError, OptionError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelFileError(
                 f"{path}: model metadata does not match its contents ({shorten(reason, 200)}); "
@@ -711,6 +719,21 @@ class Detector:
             ) from None
         det.model_ = model.eval()
         return det
+
+
+def _check_state(model: LSTMAutoencoder, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor the architecture needs, of its shape, and no other: the first one
+    that differs is named (torch's own message names none on its first line)."""
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            raise ValueError(f"tensor 'model.{name}' is missing")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ValueError(f"tensor 'model.{name}' has shape {list(state[name].shape)} but "
+                             f"the architecture in its metadata needs {list(tensor.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ValueError(f"tensor 'model.{shorten(extra[0])}' is not part of the architecture")
 
 
 def _jsonable(value):

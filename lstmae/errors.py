@@ -37,6 +37,12 @@ def shorten(text: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def printable(text: object) -> str:
+    """Text for a terminal: control characters (escape sequences, newlines) from data or
+    a model file written as \\x1b, never sent to the terminal as they are."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
 def name_list(names, limit: int = 20) -> str:
     """Column names for a message: the first `limit` of them, and how many more."""
     names = [shorten(n, 40) for n in names]

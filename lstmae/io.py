@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lstmae.errors import DataError, LstmaeWarning, OptionError, name_list, shorten
-from lstmae.params import FILL_METHODS
+from lstmae.params import FILL_METHODS, MAX_VALUE
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "date", "datetime")
 # Integer columns with these names that only ever grow are a time axis or a row
@@ -105,7 +105,8 @@ def _csv_errors(name: str):
     except pd.errors.ParserError as exc:
         raise DataError(f"{name}: is not valid CSV ({shorten(_first_line(exc), 120)})") from None
     except (gzip.BadGzipFile, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{name}: cannot be read ({shorten(_first_line(exc), 120)})") from None
+        raise DataError(f"{name}: cannot be read ({shorten(_first_line(exc), 120)}); check that "
+                        "the file is complete and compressed as its name says") from None
 
 
 def iter_frames(
@@ -670,7 +671,7 @@ def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_r
     array = values.to_numpy(dtype=np.float64)
     with np.errstate(over="ignore"):
         # float32 is what the model computes in: larger values would overflow there
-        bad = ~np.isfinite(array) | (np.abs(array) > np.finfo(np.float32).max / 16)
+        bad = ~np.isfinite(array) | (np.abs(array) > MAX_VALUE)
     if not bad.any():
         return array, None
     if fill is None:

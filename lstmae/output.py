@@ -64,7 +64,11 @@ def format_for(path: str | None, fmt: str | None) -> str | None:
 
 
 def _is_stream(path: str | os.PathLike) -> bool:
-    """An existing target that is not a regular file or folder: a device, FIFO or socket."""
+    """An existing target that is not a regular file or folder (a device, FIFO or socket),
+    or a name for an open stream (/dev/stdout, /dev/fd/N, /proc/self/fd/N), whatever it
+    points to: written into, never replaced."""
+    if str(path).startswith(("/dev/std", "/dev/fd/", "/proc/self/fd/")):
+        return os.path.exists(path)
     try:
         mode = os.stat(path).st_mode
     except OSError:

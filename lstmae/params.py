@@ -23,6 +23,11 @@ MAX_COLUMNS = 10_000
 # beyond any model that trains in reasonable time on the machines lstmae runs on.
 MAX_PARAMETERS = 50_000_000
 MAX_BATCH_SIZE = 1 << 16
+MAX_EPOCHS = 1_000_000
+# Standardised values are capped here (lstmae.windows), so no window error, held-out
+# error or useful threshold is larger; raw values beyond MAX_VALUE are refused on input.
+MAX_ERROR = 1e35
+MAX_VALUE = 3.4028234663852886e38 / 16  # float32's largest / 16
 MAX_SEED = 2**64 - 1  # what torch.manual_seed accepts
 MAX_THREADS = 1024
 MAX_BATCH_ROWS = 100_000_000

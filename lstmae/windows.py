@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from lstmae.errors import DataError, LstmaeWarning
+from lstmae.params import MAX_ERROR
 
 # Standardised values beyond this are capped: still an enormous error, but a finite one.
-SCALED_LIMIT = 1e35
+SCALED_LIMIT = MAX_ERROR
 
 
 @dataclass
@@ -40,6 +41,10 @@ class Scaler:
                 stacklevel=2,
             )
             std = np.where(constant, 1.0, std)
+            # The float64 mean of a constant 1e30 is off by its rounding error (~1e14),
+            # which a unit scale would turn into a huge error on every window and a
+            # threshold that hides real anomalies: centre such a column on its value.
+            mean = np.where(constant, values[0], mean)
         return cls(mean=mean, std=std)
 
     def transform(self, values: np.ndarray) -> np.ndarray:

@@ -362,6 +362,17 @@ CASES = {
     "model-header-nested-deep": info_bad("nests deeper", setup=_deep_header),
     "model-header-claims-more-than-the-file": info_bad("truncated",
                                                        setup=_header_claims_too_much),
+    "model-scaler-std-huge": info_bad("scaler.std", "hides", setup=_tensor_edit(
+        lambda t: t.__setitem__("scaler.std", np.full_like(t["scaler.std"], 1e308)))),
+    "model-threshold-huge": info_bad("threshold.value", "at most", setup=_meta_edit(
+        _set("threshold.value", 1e308))),
+    "model-heldout-huge": info_bad("heldout_errors", setup=_tensor_edit(
+        lambda t: t.__setitem__("heldout_errors", np.full(5, 1e308)))),
+    "model-peak-scale-zero": info_bad("peak_scale", setup=_meta_edit(_set("peak_scale", 0.0))),
+    "model-tensor-shape-is-named": score_bad("model.head.weight", "shape", setup=_tensor_edit(
+        lambda t: t.__setitem__("model.head.weight", np.zeros((3, 3), np.float32)))),
+    "model-tensor-missing-is-named": score_bad("model.head.bias", setup=_tensor_edit(
+        lambda t: t.pop("model.head.bias"))),
     "model-is-a-device": Case(("score", "good.csv", "-m", "/dev/zero", "-o", "out.csv"),
                               ("/dev/zero", "not a file")),
     # ---- absurd fit options, refused before training
@@ -383,6 +394,10 @@ CASES = {
                             expect=["--threads"]),
     "fit-margin-inf": fit("good.csv", "-m", "new.lstmae", "--margin", "1e309",
                           expect=["--margin"]),
+    "fit-epochs-huge": fit("good.csv", "-m", "new.lstmae", "--epochs", str(10**12),
+                           expect=["--epochs"]),
+    "fit-margin-gives-a-huge-threshold": fit("good.csv", "-m", "new.lstmae", "--margin",
+                                             "1e308", expect=["threshold", "--margin"]),
     "score-batch-rows-huge": score("good.csv", "-m", "model.lstmae", "--batch-rows",
                                    str(10**12), expect=["--batch-rows"]),
     "score-top-huge": score("good.csv", "-m", "model.lstmae", "--top", str(10**12),
@@ -457,6 +472,12 @@ CASES = {
     # ---- 5. exit status: closed streams
     "stdout-closed": Case((), ("standard output is closed",),
                           shell="lstmae score good.csv -m model.lstmae >&-"),
+    "stdout-full": Case((), ("cannot write standard output", "No space left"),
+                        shell="lstmae score good.csv -m model.lstmae > /dev/full"),
+    "help-into-a-full-stdout": Case((), ("cannot write standard output",),
+                                    shell="lstmae --help > /dev/full"),
+    "info-stdout-closed": Case((), ("standard output is closed",),
+                               shell="lstmae info model.lstmae >&-"),
     "stdin-closed": Case((), ("<stdin>", "closed"),
                          shell="lstmae score - -m model.lstmae -o out.csv <&-"),
     # ---- 6. messages that lead to the fix
@@ -808,3 +829,49 @@ def test_evaluate_aligns_a_label_column_with_sorted_rows(base, tmp_path):
         "evaluate", "halves.csv", "-m", str(base / "model.lstmae"), "--labels", "lab.csv",
         "--json", "--sliding-window", "0", cwd=tmp_path, check=True).stdout_text)
     assert report["anomalous_rows"] == 10 and report["events"] == 1
+
+
+def test_a_huge_constant_column_does_not_hide_anomalies(tmp_path):
+    frame = _frame()
+    frame["a"] = 1e30  # its float64 mean is off by ~1e14: it must not become the error
+    _csv(frame, tmp_path / "train.csv")
+    run_lstmae("fit", "train.csv", "-m", "m.lstmae", *TINY, cwd=tmp_path, check=True)
+    meta = json.loads(run_lstmae("info", "m.lstmae", "--json", cwd=tmp_path).stdout_text)
+    assert meta["threshold"]["value"] < 100
+    frame.loc[60:70, "b"] = 1e6
+    _csv(frame, tmp_path / "test.csv")
+    proc = run_lstmae("score", "test.csv", "-m", "m.lstmae", "--fail-on-anomaly", "-q",
+                      cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr_text
+
+
+def test_a_full_or_closed_stderr_does_not_change_the_status(base, tmp_path):
+    env = {**os.environ, "PATH": f"{LSTMAE.parent}{os.pathsep}{os.environ['PATH']}"}
+    model, data = base / "model.lstmae", base / "good.csv"
+    for redirect in ("2>/dev/full", "2>&-"):
+        ok = subprocess.run(f"lstmae score {data} -m {model} -o out.csv {redirect}",
+                            shell=True, cwd=tmp_path, env=env, timeout=300)
+        assert ok.returncode == 0
+        bad = subprocess.run(f"lstmae score {data} -m nope.lstmae -o out.csv {redirect}",
+                             shell=True, cwd=tmp_path, env=env, timeout=300)
+        assert bad.returncode == 2
+
+
+def test_dev_stdout_into_a_file_is_a_stream(base, tmp_path):
+    env = {**os.environ, "PATH": f"{LSTMAE.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(f"lstmae score {base / 'good.csv'} -m {base / 'model.lstmae'} "
+                          "-o /dev/stdout -q > out.txt", shell=True, cwd=tmp_path, env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.txt").read_text().startswith("window,start,end")
+
+
+def test_escape_sequences_from_a_model_file_are_not_sent_to_the_terminal(base, tmp_path):
+    tensors, meta = _model_parts(base)
+    meta["columns"] = ["\x1b[2J\x1b[31ma", "b\nc"]
+    _save(tmp_path / "ansi.lstmae", tensors, meta)
+    proc = run_lstmae("info", "ansi.lstmae", cwd=tmp_path, check=True)
+    assert "\x1b" not in proc.stdout_text and "\\x1b[2J" in proc.stdout_text
+    proc = run_lstmae("score", str(base / "good.csv"), "-m", "ansi.lstmae", cwd=tmp_path)
+    assert proc.returncode == 2 and "\x1b" not in proc.stderr_text
+    assert len(proc.stderr_text.splitlines()) == 1
