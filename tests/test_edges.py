@@ -90,20 +90,22 @@ def _save_raw(path: Path, tensors, metadata_json: str) -> None:
         "lstmae": metadata_json, "sha256": _checksum(metadata_json, tensors)}))
 
 
-def _meta_edit(edit):
+def _model_edit(edit, part: str):
+    """A setup writing bad.lstmae: the good model with edit() applied to its metadata
+    ("meta") or its tensors ("tensors"), under a valid checksum."""
     def make(folder: Path, base: Path) -> None:
         tensors, meta = _model_parts(base)
-        edit(meta)
+        edit(meta if part == "meta" else tensors)
         _save(folder / "bad.lstmae", tensors, meta)
     return make
+
+
+def _meta_edit(edit):
+    return _model_edit(edit, "meta")
 
 
 def _tensor_edit(edit):
-    def make(folder: Path, base: Path) -> None:
-        tensors, meta = _model_parts(base)
-        edit(tensors)
-        _save(folder / "bad.lstmae", tensors, meta)
-    return make
+    return _model_edit(edit, "tensors")
 
 
 def _set(path: str, value):
