@@ -591,104 +591,109 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+METRIC_HEADS = ("VUS-PR", "VUS-ROC", "AUC-PR", "AUC-ROC", "P", "R", "F1", "bestF1", "ev.rec",
+                "flag%", "fit s")
+METRIC_KEYS = ("vus_pr", "vus_roc", "auc_pr", "auc_roc", "precision", "recall", "f1",
+               "best_f1", "event_recall")
+
+
 def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -> None:
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 300, highlight=False)
-    num = {"justify": "right"}
-
     for dataset in dict.fromkeys(r["dataset"] for r in records):
-        table = Table(title=f"{dataset}: per series (measured rows; VUS buffer = sw)",
-                      box=box.SIMPLE_HEAD, title_justify="left")
-        table.add_column("series", no_wrap=True)
-        for col in ("sw", "W"):
-            table.add_column(col, **num)
-        table.add_column("detector")
-        for col in ("VUS-PR", "VUS-ROC", "AUC-PR", "AUC-ROC", "P", "R", "F1", "bestF1",
-                    "ev.rec", "flag%", "fit s"):
-            table.add_column(col, **num)
-        rows = [r for r in records if r["dataset"] == dataset]
-        notes = []
-        for i, r in enumerate(rows):
-            short = r["series"].removeprefix(dataset + "/")
-            if "error" in r:
-                notes.append(f"[{len(notes) + 1}] {short}: could not load: {r['error']}")
-                table.add_row(short, "", "", f"LOAD FAILED [{len(notes)}]",
-                              end_section=i < len(rows) - 1)
-                continue
-            if not r["has_anomaly"]:
-                short += " (no anomaly)"
-            if r.get("repeated_timestamps"):
-                notes.append(f"[{len(notes) + 1}] {short}: {r['repeated_timestamps']} "
-                             "timestamp(s) repeat or go back; lstmae got the rows in file order, "
-                             "without the time column")
-                short += f" [{len(notes)}]"
-            for j, det in enumerate(detectors):
-                d = r["detectors"].get(det, {})
-                first = j == 0
-                cells = [short if first else "", str(r["sliding_window"]) if first else "",
-                         str(r.get("window", "")) if first else "", det]
-                if "error" in d:
-                    notes.append(f"[{len(notes) + 1}] {short} {det}: {d['error']}")
-                    cells.append(f"FAILED [{len(notes)}]")
-                else:
-                    cells += [_fmt(d.get(m)) for m in ("vus_pr", "vus_roc", "auc_pr", "auc_roc",
-                                                       "precision", "recall", "f1", "best_f1",
-                                                       "event_recall")]
-                    cells += [_fmt(100 * d["flagged"], 2), _fmt(d["fit_s"], 1)]
-                table.add_row(*cells, end_section=j == len(detectors) - 1 and i < len(rows) - 1)
+        table, notes = _series_table(dataset, [r for r in records if r["dataset"] == dataset],
+                                     detectors)
         console.print(table)
         for note in notes:
             console.print(note, soft_wrap=True)
         if notes:
             console.print()
-
     if means:
-        table = Table(title="Means over series with labelled anomalies "
-                            "(n = series where the detector ran)",
-                      box=box.SIMPLE_HEAD, title_justify="left")
-        table.add_column("group")
-        table.add_column("detector")
-        table.add_column("n", **num)
-        for col in ("VUS-PR", "VUS-ROC", "AUC-PR", "AUC-ROC", "P", "R", "F1", "bestF1",
-                    "ev.rec", "flag%", "fit s"):
-            table.add_column(col, **num)
-        for i, m in enumerate(means):
-            last_of_group = i == len(means) - 1 or means[i + 1]["group"] != m["group"]
-            table.add_row(
-                m["group"] if m["detector"] == detectors[0] else "", m["detector"],
-                f"{m['n']}/{m['series']}",
-                *[_fmt(m[k]) for k in ("vus_pr", "vus_roc", "auc_pr", "auc_roc", "precision",
-                                       "recall", "f1", "best_f1", "event_recall")],
-                _fmt(None if m["flagged"] is None else 100 * m["flagged"], 2),
-                _fmt(m["fit_s"], 1),
-                end_section=last_of_group and i < len(means) - 1,
-            )
-        console.print(table)
-
+        console.print(_means_table(means, detectors))
     quiet = [r for r in records if "error" not in r and not r["has_anomaly"]]
     if quiet:
-        table = Table(title="No labelled anomaly: % of scored measured rows flagged "
-                            "(lstmae must be <= 1%)",
-                      box=box.SIMPLE_HEAD, title_justify="left")
-        table.add_column("series", no_wrap=True)
+        console.print(_quiet_table(quiet, detectors))
+
+
+def _table(title: str, *heads: str):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for head in heads:
+        table.add_column(head, **({"no_wrap": True} if head == "series" else
+                                  {} if head in ("group", "detector") else {"justify": "right"}))
+    return table
+
+
+def _series_table(dataset: str, rows: list[dict], detectors: list[str]):
+    """One dataset's per-series table, and the notes its cells point to."""
+    table = _table(f"{dataset}: per series (measured rows; VUS buffer = sw)",
+                   "series", "sw", "W", "detector", *METRIC_HEADS)
+    notes: list[str] = []
+    for i, r in enumerate(rows):
+        short = r["series"].removeprefix(dataset + "/")
+        if "error" in r:
+            notes.append(f"[{len(notes) + 1}] {short}: could not load: {r['error']}")
+            table.add_row(short, "", "", f"LOAD FAILED [{len(notes)}]",
+                          end_section=i < len(rows) - 1)
+            continue
+        if not r["has_anomaly"]:
+            short += " (no anomaly)"
+        if r.get("repeated_timestamps"):
+            notes.append(f"[{len(notes) + 1}] {short}: {r['repeated_timestamps']} "
+                         "timestamp(s) repeat or go back; lstmae got the rows in file order, "
+                         "without the time column")
+            short += f" [{len(notes)}]"
+        for j, det in enumerate(detectors):
+            first = j == 0
+            cells = [short if first else "", str(r["sliding_window"]) if first else "",
+                     str(r.get("window", "")) if first else "", det,
+                     *_detector_cells(short, det, r["detectors"].get(det, {}), notes)]
+            table.add_row(*cells, end_section=j == len(detectors) - 1 and i < len(rows) - 1)
+    return table, notes
+
+
+def _detector_cells(short: str, det: str, d: dict, notes: list[str]) -> list[str]:
+    if "error" in d:
+        notes.append(f"[{len(notes) + 1}] {short} {det}: {d['error']}")
+        return [f"FAILED [{len(notes)}]"]
+    return [*(_fmt(d.get(m)) for m in METRIC_KEYS), _fmt(100 * d["flagged"], 2),
+            _fmt(d["fit_s"], 1)]
+
+
+def _means_table(means: list[dict], detectors: list[str]):
+    table = _table("Means over series with labelled anomalies (n = series where the detector "
+                   "ran)", "group", "detector", "n", *METRIC_HEADS)
+    for i, m in enumerate(means):
+        last_of_group = i == len(means) - 1 or means[i + 1]["group"] != m["group"]
+        table.add_row(
+            m["group"] if m["detector"] == detectors[0] else "", m["detector"],
+            f"{m['n']}/{m['series']}",
+            *[_fmt(m[k]) for k in METRIC_KEYS],
+            _fmt(None if m["flagged"] is None else 100 * m["flagged"], 2),
+            _fmt(m["fit_s"], 1),
+            end_section=last_of_group and i < len(means) - 1,
+        )
+    return table
+
+
+def _quiet_table(quiet: list[dict], detectors: list[str]):
+    checked = ["lstmae <= 1%"] if "lstmae" in detectors else []
+    table = _table("No labelled anomaly: % of scored measured rows flagged (lstmae must be "
+                   "<= 1%)", "series", *(f"{det} flag%" for det in detectors), *checked)
+    for r in quiet:
+        cells = [r["series"]]
         for det in detectors:
-            table.add_column(f"{det} flag%", **num)
-        if "lstmae" in detectors:
-            table.add_column("lstmae <= 1%")
-        for r in quiet:
-            cells = [r["series"]]
-            for det in detectors:
-                d = r["detectors"].get(det, {})
-                cells.append("FAILED" if "error" in d else _fmt(100 * d["flagged"], 2))
-            if "lstmae" in detectors:
-                d = r["detectors"].get("lstmae", {})
-                cells.append("-" if "error" in d else
-                             ("ok" if d["flagged"] <= 0.01 else "OVER"))
-            table.add_row(*cells)
-        console.print(table)
+            d = r["detectors"].get(det, {})
+            cells.append("FAILED" if "error" in d else _fmt(100 * d["flagged"], 2))
+        if checked:
+            d = r["detectors"].get("lstmae", {})
+            cells.append("-" if "error" in d else
+                         ("ok" if d["flagged"] <= 0.01 else "OVER"))
+        table.add_row(*cells)
+    return table
 
 
 # --------------------------------------------------------------------------- #

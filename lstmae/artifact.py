@@ -267,7 +267,7 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     check.number(meta, "interval", above=True, optional=True)
     window = check.integer(meta, "window", 2, limits.MAX_WINDOW)
     check.integer(meta, "stride", 1, window)
-    check.choice(meta, "loss", limits.LOSSES)
+    check.choice(meta, "loss", limits.LOSSES + tuple(limits.ALIASES["loss"]))
     check.choice(meta, "error", limits.ERRORS, optional=True)
     check.number(meta, "peak_scale", above=True, high=1.0, optional=True)  # a quantile ratio
 
@@ -337,3 +337,27 @@ def _check_tensors(check: _Check, tensors: dict[str, np.ndarray], n_columns: int
     ).any():
         check.fail("heldout_errors", f"a non-empty list of errors from 0 to "
                    f"{limits.MAX_ERROR:g}")
+
+
+def params_of(meta: dict) -> dict:
+    """The parameters a model file was fitted with, by their flat names
+    (lstmae.params.FitParams.from_flat), from a file checked by check_meaning.
+
+    The fields at the top level are the fitted facts that scoring reads (the
+    columns and time column found, stride, loss, error, the network's sizes) and
+    win over `params`. Files of lstmae 0.1 keep only some parameters in `params`,
+    and the oldest ones have no `error` (their windows were scored with the
+    training loss) and no `precision`.
+    """
+    loss = meta["loss"]
+    return {
+        "precision": "auto",
+        **meta["params"],
+        "columns": list(meta["columns"]),
+        "time_col": meta["time_col"],
+        "time_format": meta.get("time_format"),
+        "stride": meta["stride"],
+        "loss": loss,
+        "error": meta.get("error", "mae" if loss in ("l1", "mae") else loss),
+        **{name: meta["model"][name] for name in ("hidden", "latent", "layers")},
+    }

@@ -4,10 +4,41 @@ Every mistake a user can make (a missing file, a wrong column, a bad option, a
 broken model file, an output that cannot be written) raises an LstmaeError whose
 message names the thing at fault and what to do. The CLI prints it as one
 `error: ...` line and exits with 2.
+
+A message names a parameter with `arg("threshold_quantile")`: str(error) shows the
+Python argument ('threshold_quantile'), `error.for_cli()` the command-line flag
+(--threshold-quantile), so each audience reads the name it types.
 """
 
+import re
 
-class LstmaeError(Exception):
+# Marks a parameter's name inside a message until it is shown (\x1f, the unit
+# separator, is a character no message holds otherwise).
+_ARG = re.compile("\x1f([a-z_]+)\x1f")
+
+
+def arg(name: str) -> str:
+    """A parameter's name in a message, shown as 'name' in Python and --name on the CLI."""
+    return f"\x1f{name}\x1f"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a parameter: threshold_quantile -> --threshold-quantile."""
+    return "--" + name.replace("_", "-")
+
+
+class _NamesParameters:
+    """A message that names parameters with arg(): Python names in str(), flags in for_cli()."""
+
+    def __str__(self) -> str:
+        return _ARG.sub(lambda m: repr(m[1]), super().__str__())
+
+    def for_cli(self) -> str:
+        """The message with parameters named by their command-line flags."""
+        return _ARG.sub(lambda m: flag(m[1]), super().__str__())
+
+
+class LstmaeError(_NamesParameters, Exception):
     """A problem with the user's input, options or files: shown as one line, exit 2."""
 
 
@@ -50,5 +81,5 @@ def name_list(names, limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f", … ({more} more)" if more > 0 else "")
 
 
-class LstmaeWarning(UserWarning):
+class LstmaeWarning(_NamesParameters, UserWarning):
     """Something was done to the data that the user should know about (e.g. rows sorted)."""

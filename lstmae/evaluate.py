@@ -20,6 +20,7 @@ from lstmae.metrics import (
     event_recall,
     labels_from_intervals,
     precision_recall_f1,
+    runs,
     vus_pr,
 )
 
@@ -34,14 +35,15 @@ def read_labels(
 ) -> np.ndarray:
     """0/1 labels aligned with the scored series' rows.
 
-    index: the series' times (or row numbers), as lstmae.io.Series.index orders
+    index: the series' times (or row numbers), as lstmae.series.Series.index orders
     them; rows: each series row's row number in the data file (rows can be
     sorted or dropped by --fill drop), n_rows: the data file's row count. A 0/1
     `label` column is one label per data file row, in the file's order; start,end
     intervals are read like the data's time column (kind "naive" / "aware" /
     "number" / "rows"; time_format as --time-format).
     """
-    from lstmae.io import parse_time, read_table
+    from lstmae.read import read_table
+    from lstmae.series import parse_time
 
     index = np.asarray(index)
     rows = np.arange(len(index)) if rows is None else np.asarray(rows)
@@ -103,12 +105,12 @@ def evaluate(
     if y.sum() == len(y):
         raise DataError("every scored row is labelled anomalous; nothing to compare against")
     precision, recall, f1 = precision_recall_f1(y, predicted)
-    best, best_threshold = best_f1(y, s)
+    best, lowest_flagged = best_f1(y, s)
     return {
         "rows_scored": int(scored.sum()),
         "rows_unscored": int((~scored).sum()),
         "anomalous_rows": int(y.sum()),
-        "events": int(np.sum(np.diff(np.concatenate([[0], y])) == 1)),
+        "events": len(runs(y)[0]),
         "auc_roc": auc_roc(y, s),
         "auc_pr": auc_pr(y, s),
         "vus_pr": vus_pr(y, s, sliding_window),
@@ -119,5 +121,16 @@ def evaluate(
         "f1": f1,
         "event_recall": event_recall(y, predicted),
         "best_f1": best,
-        "best_f1_threshold": best_threshold,
+        "best_f1_threshold": threshold_flagging(s, lowest_flagged),
     }
+
+
+def threshold_flagging(scores: np.ndarray, lowest: float) -> float:
+    """The threshold at which scoring (`score > threshold`) flags exactly the scores at or
+    above `lowest`: the next lower score, so that evaluate's best_f1_threshold, given
+    back as --threshold, gives best_f1 again (best_f1 sweeps `score >= t`). Thresholds
+    are never negative, so rows that score exactly 0 stay unflagged."""
+    below = scores[scores < lowest]
+    if below.size:
+        return float(below.max())
+    return max(0.0, float(np.nextafter(lowest, -np.inf)))

@@ -107,9 +107,10 @@ def _check(labels: Any, scores: Any, *, need_normal: bool) -> tuple[np.ndarray, 
     return y, s
 
 
-def _runs(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (inclusive) positions of the maximal runs of 1s in a 0/1 array."""
-    edges = np.diff(np.concatenate(([0], y.astype(np.int8), [0])))
+def runs(flags: Any) -> tuple[np.ndarray, np.ndarray]:
+    """First and last (inclusive) positions of the maximal runs of 1s (or True) in a
+    0/1 array: labelled stretches here, events and shaded stretches elsewhere."""
+    edges = np.diff(np.concatenate(([0], np.asarray(flags).astype(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
 
 
@@ -224,7 +225,7 @@ def _vus_curves(
     # (the cap). dist[0:2] are the distances back to the ends of the last two
     # ranges before each point, dist[2:4] forward to the starts of the next two
     # (inf where there is none).
-    run_start, run_end = _runs(y)
+    run_start, run_end = runs(y)
     normal = np.flatnonzero(y == 0)
     ends = np.concatenate(([-np.inf, -np.inf], run_end))
     starts = np.concatenate((run_start, [np.inf, np.inf]))
@@ -402,7 +403,7 @@ def event_recall(labels: Any, predicted: Any) -> float:
     when at least one of its points is predicted. 0.0 when there are no events.
     """
     y, p = _check_predicted(labels, predicted)
-    starts, ends = _runs(y)
+    starts, ends = runs(y)
     if len(starts) == 0:
         return 0.0
     hits_before = np.concatenate(([0], np.cumsum(p, dtype=np.int64)))

@@ -1,4 +1,4 @@
-"""The LSTM autoencoder and its reconstruction loss.
+"""The LSTM autoencoder, and the shape check before any loss or error.
 
 encoder LSTM over the window -> last hidden state -> Linear -> latent z
 z repeated over T -> decoder LSTM -> Linear(H, D) at every step
@@ -12,14 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
-
-from lstmae.params import ERRORS, LOSSES  # noqa: F401 - re-exported
-
-# The quantile of held-out window errors that puts peak errors on the scale of mean ones.
-PEAK_SCALE_QUANTILE = 0.99
 
 
 @dataclass
@@ -68,70 +62,3 @@ def check_same_shape(prediction: torch.Tensor, target: torch.Tensor) -> None:
             f"prediction shape {list(prediction.shape)} does not match target shape "
             f"{list(target.shape)}; both must be [batch, time, features]"
         )
-
-
-def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """Mean loss over every value of the batch, in fp32 whatever precision the forward ran in."""
-    return column_errors(prediction, target, loss).mean()
-
-
-def window_error(column_errors: np.ndarray) -> np.ndarray:
-    """A window's error [N, D] -> [N]: the error of its worst-reconstructed column.
-
-    The maximum, not the mean: an anomaly in one channel of 25 must not be
-    diluted 25 times by the channels that behave (on SMAP telemetry this took
-    mean VUS-PR from 0.244 to 0.259; on one column both are the same).
-    """
-    return column_errors.max(axis=1)
-
-
-def column_errors(
-    prediction: torch.Tensor, target: torch.Tensor, kind: str, peak_scale: float | None = None
-) -> torch.Tensor:
-    """One error per window and feature [B, D], from the window's T steps.
-
-    kind "mse": the mean squared difference; "l1" (a loss) and "mae" (an error): the
-    mean absolute difference; "peak": the largest absolute difference; "mae+peak":
-    the larger of the mean absolute difference and peak_scale times the largest one.
-    """
-    if kind not in LOSSES + ERRORS + ("peak",):
-        raise ValueError(f"unknown error kind {kind!r}")
-    if (kind == "mae+peak") != (peak_scale is not None):
-        raise ValueError("peak_scale goes with kind 'mae+peak' and only with it")
-    check_same_shape(prediction, target)
-    diff = prediction.float() - target.float()
-    if kind == "mse":
-        return diff.square().mean(dim=1)
-    if kind == "peak":
-        return diff.abs().amax(dim=1)
-    if kind == "mae+peak":
-        size = diff.abs()
-        return mae_or_peak(size.mean(dim=1), size.amax(dim=1), peak_scale)
-    return diff.abs().mean(dim=1)
-
-
-def mae_or_peak(mean: torch.Tensor, peak: torch.Tensor, peak_scale: float) -> torch.Tensor:
-    """The "mae+peak" error from the mean and the largest absolute differences (fp32).
-
-    Scoring and calibration both call this, so a held-out window scored again gets
-    exactly its stored error and a threshold at their maximum does not flag it.
-    """
-    return torch.maximum(mean, peak_scale * peak)
-
-
-def fit_peak_scale(mean_errors: np.ndarray, peak_errors: np.ndarray) -> float:
-    """The factor that puts peak errors on the scale of mean absolute ones, for "mae+peak".
-
-    Both are window errors of the same normal (held-out) windows. A mean over a
-    window dilutes a one-row spike T times, so a latency spike that an operator
-    would call an incident hardly raises it; the window's largest error does not
-    dilute it but is noisy on its own. Scaled so that the two agree at the
-    PEAK_SCALE_QUANTILE of normal windows, the larger of them rises when either a
-    stretch or a single row is reconstructed worse than normal data ever was.
-    On NAB realKnownCause this took mean VUS-PR from 0.456 to 0.510 (spiky EC2
-    latency 0.27 -> 0.63; bench/README.md), the rest within noise.
-    """
-    mean_ref = float(np.quantile(mean_errors, PEAK_SCALE_QUANTILE))
-    peak_ref = float(np.quantile(peak_errors, PEAK_SCALE_QUANTILE))
-    # Normal windows reconstructed exactly: any error is news, and the peak says most.
-    return mean_ref / peak_ref if peak_ref > 0 else 1.0

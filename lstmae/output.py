@@ -24,12 +24,13 @@ import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lstmae.errors import OptionError, OutputError, shorten
+from lstmae.params import OUTPUT_FORMATS
 
-OUTPUT_FORMATS = ("csv", "json", "parquet")
 _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".gz": "csv",
@@ -313,7 +314,7 @@ class TableWriter:
         self.rows = 0
         self._started = False
         self._empty: pd.DataFrame | None = None  # the columns, should no row come
-        self._parquet = None
+        self._parquet: Any = None  # a pyarrow ParquetWriter, once the first batch is seen
         self._file: AtomicFile | None = None
 
     def __enter__(self) -> TableWriter:
@@ -399,5 +400,5 @@ class TableWriter:
             self._abandon()
             self._file.discard()
             if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
-                raise write_error(self.path, exc) from None
+                raise write_error(self._file.path, exc) from None
         return False

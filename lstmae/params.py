@@ -1,18 +1,36 @@
-"""The choices and limits of lstmae's parameters. Torch-free, so the CLI's --help
-and the model-file checks can read them without importing torch.
+"""lstmae's parameters: their choices, defaults, limits and checks, in one place.
 
-The limits are read by the parameter checks of `Detector.fit` and by the
-model-file loader: a model file is untrusted input, so it may not claim a shape
-that fit would have refused (a window of a billion rows, a hidden size whose
-weights would not fit in memory).
+Torch-free, so that `lstmae --help` builds its options from here without importing
+torch. The parameters of `fit` come in small groups (data, window, network,
+training, threshold); `FitParams` holds one of each. Each field's help text is
+the CLI's help for its option (lstmae.cli builds the options from these fields),
+the model file stores `FitParams.flat()` and `Detector.load` rebuilds it with
+`FitParams.from_flat`. The limits are also read by the model-file checks
+(lstmae.artifact): a model file is untrusted input, so it may not claim a shape
+that fit would have refused.
 """
 
-LOSSES = ("mse", "l1")  # what training minimises
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from lstmae.errors import OptionError, arg, shorten
+
+LOSSES = ("mse", "mae")  # what training minimises
+# Other names accepted for a choice. "l1" is torch's name for the mean absolute
+# difference, which lstmae calls "mae" as a loss and as an error; model files
+# written before 0.2 say "l1".
+ALIASES = {"loss": {"l1": "mae"}}
 ERRORS = ("mae+peak", "mae", "mse")  # how a window's error is measured when scoring
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 THRESHOLD_METHODS = ("max", "quantile", "pot", "sigma")
 FILL_METHODS = ("ffill", "interpolate", "drop")
+LEVELS = ("window", "point", "event")  # what `score` reports: a row per window, row or event
+OUTPUT_FORMATS = ("csv", "json", "parquet")  # what -o writes; a terminal also gets "table"
 
 MAX_WINDOW = 4096  # rows per window; `--window auto` stays within 8..256
 MAX_HIDDEN = 4096
@@ -43,3 +61,243 @@ def lstm_parameters(n_features: int, hidden: int, latent: int, layers: int) -> i
 
     return (lstm(n_features) + hidden * latent + latent + lstm(latent)
             + hidden * n_features + n_features)
+
+
+def option(help: str, *, choices: tuple[str, ...] | None = None, short: str | None = None,
+           cli_default: str | None = None) -> dict:
+    """A field's metadata for the CLI: its --help text, its choices, a short flag, and
+    the default as the CLI shows it when that differs from the Python one."""
+    return {"help": help, "choices": choices, "short": short, "cli_default": cli_default}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, numpy's included (they register as Integral), but not True or False."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _need(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise OptionError(f"{arg(name)} must be {rule} (got {shorten(repr(value), 80)})")
+
+
+def _whole(group: Any, names: tuple[str, ...], caps: dict[str, int]) -> None:
+    """Each named field of `group` an integer from 1 to its cap."""
+    for name in names:
+        value, cap = getattr(group, name), caps[name]
+        _need(_is_int(value) and 1 <= value <= cap, name, f"an integer from 1 to {cap}", value)
+
+
+def _choice(group: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(group, name)
+    _need(value in choices, name, f"one of {', '.join(choices)}", value)
+
+
+@dataclass
+class DataParams:
+    """Which columns of the data are modelled and how they are read."""
+
+    columns: list[str] | None = field(default=None, metadata=option(
+        "Value columns, comma-separated. Default: every numeric column except the time "
+        "column."))
+    time_col: str | None = field(default=None, metadata=option(
+        "Time column. Default: one named timestamp/time/date/datetime or of datetime type; "
+        "else row numbers."))
+    fill: str | None = field(default=None, metadata=option(
+        "Missing or non-finite values: an error unless you pick a fix.",
+        choices=FILL_METHODS))
+    time_format: str | None = field(default=None, metadata=option(
+        "How to read the time column (strftime), e.g. '%d/%m/%Y %H:%M'. Needed for "
+        "day/month dates, which lstmae never guesses. Default: the model's (what fit was "
+        "given), else ISO 8601 and other unambiguous forms."))
+
+    def check(self) -> None:
+        if self.columns is not None:
+            _need(isinstance(self.columns, list) and len(self.columns) <= MAX_COLUMNS,
+                  "columns", f"a list of at most {MAX_COLUMNS} column names",
+                  len(self.columns) if isinstance(self.columns, list) else self.columns)
+        if self.fill is not None:
+            _choice(self, "fill", FILL_METHODS)
+        check_time_format(self.time_format)
+
+
+def check_time_format(value: str | None) -> None:
+    _need(value is None or (isinstance(value, str) and "%" in value and len(value) <= 200),
+          "time_format", "a strftime format such as '%d/%m/%Y %H:%M'", value)
+
+
+@dataclass
+class WindowParams:
+    """How the series is cut into windows."""
+
+    window: int | str = field(default=64, metadata=option(
+        "Window length in rows, or auto: the training data's dominant period "
+        "(autocorrelation), between 8 and 256.", short="-w"))
+    stride: int = field(default=1, metadata=option("Rows between window starts."))
+
+    def check(self) -> None:
+        if self.window != "auto":
+            _need(_is_int(self.window) and 2 <= int(self.window) <= MAX_WINDOW, "window",
+                  f"an integer from 2 to {MAX_WINDOW}, or auto", self.window)
+        _whole(self, ("stride",), {"stride": MAX_WINDOW})
+
+
+@dataclass
+class NetworkParams:
+    """The size of the LSTM autoencoder (lstmae.model)."""
+
+    hidden: int = field(default=64, metadata=option("LSTM hidden units."))
+    latent: int = field(default=16, metadata=option("Size of the latent vector."))
+    layers: int = field(default=1, metadata=option("LSTM layers in encoder and decoder."))
+
+    def check(self) -> None:
+        _whole(self, ("hidden", "latent", "layers"),
+               {"hidden": MAX_HIDDEN, "latent": MAX_LATENT, "layers": MAX_LAYERS})
+
+    def check_size(self, n_features: int) -> None:
+        """Refuse, before training, a model too large to hold in memory."""
+        count = lstm_parameters(n_features, self.hidden, self.latent, self.layers)
+        if count > MAX_PARAMETERS:
+            raise OptionError(
+                f"{arg('hidden')} {self.hidden}, {arg('latent')} {self.latent} and "
+                f"{arg('layers')} {self.layers} with {n_features} column(s) make {count:,} "
+                f"weights ({count * 4 / 2**30:.1f} GiB), above lstmae's limit of "
+                f"{MAX_PARAMETERS:,}; use a smaller {arg('hidden')} or fewer {arg('layers')}"
+            )
+
+
+@dataclass
+class TrainingParams:
+    """How the network is trained."""
+
+    epochs: int = field(default=100, metadata=option("Most epochs to train."))
+    batch_size: int = field(default=64, metadata=option("Windows per mini-batch."))
+    lr: float = field(default=3e-3, metadata=option("Adam learning rate."))
+    loss: str = field(default="mse", metadata=option(
+        "Reconstruction loss that training minimises (l1 is another name for mae).",
+        choices=LOSSES + tuple(ALIASES["loss"])))
+    val_fraction: float = field(default=0.1, metadata=option(
+        "Last part of the series, in time order, held out for early stopping and the "
+        "threshold."))
+    patience: int = field(default=10, metadata=option(
+        "Stop after this many epochs in which the validation loss did not fall 1 % below "
+        "its last clear low (the best epoch is kept)."))
+    seed: int = field(default=0, metadata=option(
+        "Random seed (same seed, same model on CPU)."))
+    device: str = field(default="auto", metadata=option(
+        "auto: CUDA when present.", choices=DEVICES))
+    precision: str = field(default="auto", metadata=option(
+        "Training arithmetic. auto: bf16 autocast on CUDA and on CPUs with Intel AMX "
+        "(faster, same quality), else fp32. Scoring always runs in fp32.", choices=PRECISIONS))
+
+    def check(self) -> None:
+        _whole(self, ("epochs", "batch_size", "patience"),
+               {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "patience": MAX_EPOCHS})
+        _need(_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0, "lr",
+              "a positive number", self.lr)
+        _choice(self, "loss", LOSSES)
+        _choice(self, "precision", PRECISIONS)
+        _need(_is_number(self.val_fraction) and 0 <= self.val_fraction < 1, "val_fraction",
+              "at least 0 and below 1", self.val_fraction)
+        _need(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed",
+              f"an integer from 0 to 2**64 - 1 ({MAX_SEED})", self.seed)
+        _choice(self, "device", DEVICES)
+
+
+@dataclass
+class ThresholdParams:
+    """How a window's error is measured, and the threshold above which it is anomalous."""
+
+    error: str = field(default="mae+peak", metadata=option(
+        "How window errors are measured, for the threshold and for scoring: mae = mean "
+        "absolute difference per column over the window's rows, mse = mean squared, "
+        "mae+peak = the larger of mae and the largest single difference, scaled to mae's "
+        "size on held-out (else training) windows, so one-row spikes count too; a window's "
+        "error is its worst column's.", choices=ERRORS))
+    threshold_method: str = field(default="max", metadata=option(
+        "max: --margin times the largest held-out error; quantile: --threshold-quantile of "
+        "held-out errors; pot: generalised Pareto tail at --risk; sigma: mean + --sigma "
+        "standard deviations.", choices=THRESHOLD_METHODS))
+    threshold_quantile: float = field(default=0.99, metadata=option(
+        "Threshold = this quantile of held-out windows' errors."))
+    risk: float = field(default=1e-3, metadata=option(
+        "pot: probability that a normal window exceeds the threshold."))
+    sigma: float = field(default=3.0, metadata=option(
+        "sigma: standard deviations above the mean."))
+    margin: float | None = field(default=None, metadata=option(
+        "max: threshold = this times the largest held-out error. Default 1.0, or 1.5 when "
+        "too few rows are held out and training windows' errors (which understate new "
+        "data's) are used."))
+
+    def check(self) -> None:
+        _choice(self, "error", ERRORS)
+        check_threshold_settings(self.threshold_method, self.threshold_quantile, self.risk,
+                                 self.sigma, self.margin)
+
+
+def check_threshold_settings(method: str, quantile: float, risk: float, sigma: float,
+                             margin: float | None = None) -> None:
+    """Refuse settings that cannot give a threshold, naming the parameter."""
+    if method not in THRESHOLD_METHODS:
+        raise OptionError(f"{arg('threshold_method')} must be one of "
+                          f"{', '.join(THRESHOLD_METHODS)} (got {method!r})")
+    if not (_is_number(quantile) and 0.0 < quantile < 1.0):
+        raise OptionError(f"{arg('threshold_quantile')} must be between 0 and 1 "
+                          f"(got {quantile!r})")
+    if not (_is_number(risk) and 0.0 < risk < 1.0):
+        raise OptionError(f"{arg('risk')} must be between 0 and 1, e.g. 1e-3 (got {risk!r})")
+    if not (_is_number(sigma) and math.isfinite(sigma) and sigma > 0):
+        raise OptionError(f"{arg('sigma')} must be a positive number (got {sigma!r})")
+    if margin is not None and not (_is_number(margin) and math.isfinite(margin) and margin > 0):
+        raise OptionError(f"{arg('margin')} must be a positive number, e.g. 1.5 "
+                          f"(got {margin!r})")
+
+
+GROUPS = {"data": DataParams, "window": WindowParams, "network": NetworkParams,
+          "training": TrainingParams, "threshold": ThresholdParams}
+
+
+@dataclass
+class FitParams:
+    """Every parameter of `fit`, by group. Flat names are unique across groups, so
+    `Detector(window=32, lr=1e-3)` and the CLI's flags map onto them one to one."""
+
+    data: DataParams = field(default_factory=DataParams)
+    window: WindowParams = field(default_factory=WindowParams)
+    network: NetworkParams = field(default_factory=NetworkParams)
+    training: TrainingParams = field(default_factory=TrainingParams)
+    threshold: ThresholdParams = field(default_factory=ThresholdParams)
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> FitParams:
+        """Parameters from flat names (`window=32`); unknown names are refused, aliases
+        (loss "l1") read as the name lstmae uses."""
+        unknown = sorted(set(values) - set(FLAT_NAMES))
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                            f"the parameters are: {', '.join(FLAT_NAMES)}")
+        values = {name: ALIASES.get(name, {}).get(value, value) if isinstance(value, str)
+                  else value for name, value in values.items()}
+        return cls(**{group: kind(**{f.name: values[f.name] for f in fields(kind)
+                                     if f.name in values})
+                      for group, kind in GROUPS.items()})
+
+    def flat(self) -> dict[str, Any]:
+        """{name: value} over every group: what the model file stores."""
+        return {name: value for group in GROUPS for name, value in
+                asdict(getattr(self, group)).items()}
+
+    def check(self) -> None:
+        """Refuse a parameter that cannot work, naming it."""
+        for group in GROUPS:
+            getattr(self, group).check()
+        if self.data.columns is not None:
+            self.network.check_size(len(self.data.columns))
+
+
+FLAT_NAMES = tuple(f.name for kind in GROUPS.values() for f in fields(kind))
+DEFAULTS = {f.name: f.default for kind in GROUPS.values() for f in fields(kind)
+            if f.default is not MISSING}

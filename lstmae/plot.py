@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lstmae.errors import LstmaeError
-from lstmae.windows import anomalous_runs
+from lstmae.metrics import runs
 
 MAX_CHANNELS = 25
 
@@ -69,7 +69,7 @@ def plot_report(
     # Shade the rows whose causal score is anomalous: from the first row at which
     # an anomaly is in view to the last, not the whole windows around it.
     x_values = np.asarray(x)
-    for first, last in anomalous_runs(points["anomaly"].to_numpy()):
+    for first, last in zip(*runs(points["anomaly"].to_numpy()), strict=True):
         for ax in axes:
             ax.axvspan(x_values[first], x_values[last], color="red", alpha=0.15, lw=0)
     fig.suptitle(title, fontsize=10)

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lstmae.errors import DataError, LstmaeWarning, name_list, shorten
-from lstmae.io import OrderNotes, Series, to_series, warn_order
-from lstmae.windows import anomalous_runs
+from lstmae.metrics import runs
+from lstmae.series import OrderNotes, Series, to_series, warn_order
 
 
 @dataclass
@@ -205,7 +205,8 @@ class IntervalCheck:
     def __init__(self, interval: float | None, source: str):
         self.interval, self.source = interval, source
         self.steps: list[np.ndarray] = []
-        self.gaps, self.longest, self.gap_at = 0, 0.0, None
+        self.gaps, self.longest = 0, 0.0
+        self.gap_at: str | None = None
 
     def feed(self, piece: Piece) -> None:
         if self.interval is None or piece.series.time_col is None:
@@ -273,8 +274,117 @@ def describe_interval(value: float, kind: str) -> str:
     return f"{value:g} s"
 
 
-class EventTracker:
-    """Merges runs of consecutive anomalous windows into events, across pieces."""
+# ---------------------------------------------------------------- outputs
+@dataclass
+class PieceOutput:
+    """What one forward pass over a piece's windows gave (lstmae.detector)."""
+
+    windows: pd.DataFrame | None = None  # window rows: window, start, end, error, ...
+    latent: np.ndarray | None = None  # [N_w, latent]
+    sums: np.ndarray | None = None  # [n_rows, D] the piece rows' summed reconstructions
+    counts: np.ndarray | None = None  # [n_rows] how many windows covered each row
+
+
+def window_frame(piece: Piece, columns: dict) -> pd.DataFrame:
+    """window, start, end and then `columns`, built at once (not column by column)."""
+    labels, starts = piece.series.labels, piece.starts
+    return pd.DataFrame({
+        "window": piece.first_window + np.arange(len(starts)),
+        "start": labels[starts],
+        "end": labels[starts + piece.window - 1],
+        **columns,
+    })
+
+
+class Rows:
+    """One output of a stream: feed it each piece, get that piece's rows; finish() gives
+    what is left when the data ends (an open event). State between pieces lives here."""
+
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def finish(self) -> pd.DataFrame | None:
+        return None
+
+
+class WindowRows(Rows):
+    """One row per window (score --level window)."""
+
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        assert out.windows is not None
+        return out.windows
+
+
+class PointRows(Rows):
+    """One row per input row: the latest window ending at or before it (causal)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.latest: tuple[int, pd.DataFrame] | None = None  # (end row, window row) so far
+
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        assert out.windows is not None
+        values = out.windows.drop(columns=["window", "start", "end"])
+        values = values.rename(columns={"error": "score"})
+        ends = piece.offset + piece.starts + piece.window - 1
+        if self.latest is not None:
+            ends = np.concatenate([[self.latest[0]], ends])
+            values = pd.concat([self.latest[1], values], ignore_index=True)
+        rows = piece.offset + np.arange(piece.n_carried, len(piece.series.values))
+        which = np.searchsorted(ends, rows, side="right") - 1
+        if len(values):
+            picked = values.iloc[np.maximum(which, 0)].reset_index(drop=True)
+            self.latest = (int(ends[-1]), values.iloc[[-1]])
+        else:  # no window has ended yet
+            picked = pd.DataFrame(np.nan, index=np.arange(len(rows)), columns=values.columns)
+        scored = which >= 0
+        numeric = [c for c in picked.columns if c == "score" or c.startswith("error_")]
+        picked.loc[~scored, numeric] = np.nan
+        picked["threshold"] = self.threshold
+        picked["anomaly"] = picked["anomaly"].where(scored, False).astype(bool)
+        picked.insert(0, piece.series.time_col or "row", piece.series.labels[piece.n_carried:])
+        return picked
+
+
+class LatentRows(Rows):
+    """One row per window: its latent vector (encode)."""
+
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        assert out.latent is not None
+        latent = out.latent
+        return window_frame(piece, {f"z{i}": latent[:, i].astype(np.float64)
+                                    for i in range(latent.shape[1])})
+
+
+class ReconstructionRows(Rows):
+    """One row per input row: <col> and <col>_recon, the mean over every window that
+    covers the row, in the data's units. A row is written once no later window can
+    cover it; the sums of the last window - 1 rows are carried to the next piece."""
+
+    def __init__(self, columns: list[str], inverse):
+        self.columns, self.inverse = columns, inverse
+        self.sums = np.zeros((0, len(columns)))
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        assert out.sums is not None and out.counts is not None
+        sums, counts = out.sums, out.counts
+        sums[: piece.n_carried] += self.sums
+        counts[: piece.n_carried] += self.counts
+        done = piece.n_final
+        recon = self.inverse(sums[:done] / counts[:done, None])
+        series = piece.series
+        columns = {series.time_col: series.labels[:done]} if series.time_col else {}
+        for i, col in enumerate(self.columns):
+            columns[col] = series.values[:done, i]
+            columns[f"{col}_recon"] = recon[:, i]
+        self.sums, self.counts = sums[done:], counts[done:]
+        return pd.DataFrame(columns)
+
+
+class EventRows(Rows):
+    """Runs of consecutive anomalous windows merged into events, across pieces; an event
+    is written when it closes."""
 
     COLUMNS = ["event", "start", "end", "windows", "peak_error", "top_column"]
 
@@ -283,12 +393,14 @@ class EventTracker:
         self.count = 0
         self.open: dict | None = None
 
-    def feed(self, windows: pd.DataFrame) -> pd.DataFrame:
-        """Events closed by these windows (window-level rows with error_<col> columns)."""
+    def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
+        """Events closed by the piece's windows."""
+        assert out.windows is not None
+        windows = out.windows
         flags = windows["anomaly"].to_numpy()
         by_column = windows[[f"error_{c}" for c in self.columns]].to_numpy()
         closed = []
-        for first, last in anomalous_runs(flags):
+        for first, last in zip(*runs(flags), strict=True):
             if self.open is not None and first > 0:
                 closed.append(self._close())  # a normal window came between
             self._extend(windows, by_column, first, last)
@@ -301,19 +413,20 @@ class EventTracker:
     def finish(self) -> pd.DataFrame:
         rows = [self._close()] if self.open is not None else []
         return pd.DataFrame(rows, columns=self.COLUMNS)
-
     def _extend(self, windows: pd.DataFrame, by_column: np.ndarray, first: int, last: int):
         error = float(windows["error"].iloc[first : last + 1].max())
         if self.open is None:
             self.open = {"start": windows["start"].iat[first], "windows": 0, "peak_error": error,
                          "totals": np.zeros(len(self.columns))}
-        self.open["end"] = windows["end"].iat[last]
-        self.open["windows"] += last - first + 1
-        self.open["peak_error"] = max(self.open["peak_error"], error)
-        self.open["totals"] += by_column[first : last + 1].sum(axis=0)
+        event = self.open
+        event["end"] = windows["end"].iat[last]
+        event["windows"] += last - first + 1
+        event["peak_error"] = max(event["peak_error"], error)
+        event["totals"] += by_column[first : last + 1].sum(axis=0)
 
     def _close(self) -> dict:
         event, self.open = self.open, None
+        assert event is not None
         row = {
             "event": self.count,
             "start": event["start"],

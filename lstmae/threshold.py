@@ -26,33 +26,12 @@ import math
 
 import numpy as np
 
-from lstmae.errors import OptionError
-from lstmae.params import THRESHOLD_METHODS as METHODS
+from lstmae.params import check_threshold_settings
 
 # Default margins of "max": on truly held-out windows, and on training windows.
 HELDOUT_MARGIN, TRAINING_MARGIN = 1.0, 1.5
 POT_INITIAL_QUANTILE = 0.98
 MIN_POT_PEAKS = 10
-
-
-def check_settings(
-    method: str, quantile: float, risk: float, sigma: float, margin: float | None = None
-) -> None:
-    """Refuse settings that cannot give a threshold, naming the option."""
-    if method not in METHODS:
-        raise OptionError(
-            f"--threshold-method must be one of {', '.join(METHODS)} (got {method!r})"
-        )
-    if not (isinstance(quantile, (int, float)) and 0.0 < quantile < 1.0):
-        raise OptionError(f"--threshold-quantile must be between 0 and 1 (got {quantile!r})")
-    if not (isinstance(risk, (int, float)) and 0.0 < risk < 1.0):
-        raise OptionError(f"--risk must be between 0 and 1, e.g. 1e-3 (got {risk!r})")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise OptionError(f"--sigma must be a positive number (got {sigma!r})")
-    if margin is not None and not (
-        isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0
-    ):
-        raise OptionError(f"--margin must be a positive number, e.g. 1.5 (got {margin!r})")
 
 
 def calibrate(
@@ -69,7 +48,7 @@ def calibrate(
     heldout: whether `errors` come from held-out windows (not from training windows);
     it sets the default margin.
     """
-    check_settings(method, quantile, risk, sigma, margin)
+    check_threshold_settings(method, quantile, risk, sigma, margin)
     if margin is None:
         margin = HELDOUT_MARGIN if heldout else TRAINING_MARGIN
     errors = np.asarray(errors, dtype=np.float64)

@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.adam import adam  # the functional step; importing it loads no torch._dynamo
 
-from lstmae.errors import OptionError, TrainingError
-from lstmae.model import LSTMAutoencoder, column_errors, reconstruction_loss
-from lstmae.params import DEVICES, PRECISIONS  # noqa: F401 - re-exported
+from lstmae.errors import OptionError, TrainingError, arg
+from lstmae.inference import forward
+from lstmae.model import LSTMAutoencoder
+from lstmae.params import DEVICES
+from lstmae.scoring import column_errors, reconstruction_loss
 from lstmae.windows import iter_batches, window_view
 
 # Early stopping's patience restarts only when the monitored loss improves by more
@@ -70,7 +72,10 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     measured, so auto stays fp32 there.
     """
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
-        raise OptionError(f"--precision bf16 runs on cpu or cuda, not {device.type}")
+        raise OptionError(f"{arg('precision')} bf16 runs on cpu or cuda, not {device.type}")
+    if precision == "bf16" and device.type == "cpu" and not cpu_runs_bf16():
+        raise OptionError(f"{arg('precision')} bf16: this CPU cannot run the LSTM in bf16 "
+                          f"(oneDNN needs AVX-512 for it); use {arg('precision')} fp32 or auto")
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":
@@ -83,6 +88,18 @@ def training_precision(precision: str, device: torch.device) -> str:
     return "bf16" if uses_bf16(precision, device) else "fp32"
 
 
+@functools.cache
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN runs an LSTM under bf16 autocast on this CPU: without AVX-512 it
+    cannot create the primitive and raises, which would end a fit as an internal error."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.LSTM(2, 2, batch_first=True)(torch.zeros(1, 2, 2))
+    except RuntimeError:
+        return False
+    return True
+
+
 def cpu_has_amx() -> bool:
     """Intel AMX tiles, which oneDNN uses for bf16 matrix products (a private torch probe)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
@@ -92,13 +109,15 @@ def cpu_has_amx() -> bool:
 def resolve_device(name: str) -> torch.device:
     """auto -> CUDA when present, else CPU. An explicit device must exist."""
     if name not in DEVICES:
-        raise OptionError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
+        raise OptionError(f"{arg('device')} must be one of {', '.join(DEVICES)} (got {name!r})")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+        raise OptionError(f"{arg('device')} cuda: no CUDA GPU is available here; use "
+                          f"{arg('device')} cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+        raise OptionError(f"{arg('device')} mps: Apple MPS is not available here; use "
+                          f"{arg('device')} cpu or auto")
     return torch.device(name)
 
 
@@ -126,7 +145,8 @@ def process_group(device: str) -> Iterator[None]:
         return
     kind = resolve_device(device).type
     if kind == "mps":
-        raise OptionError("--device mps cannot train on several processes; use cpu or cuda")
+        raise OptionError(f"{arg('device')} mps cannot train on several processes; use cpu "
+                          "or cuda")
     if kind == "cuda":
         if local_rank() >= torch.cuda.device_count():
             raise OptionError(
@@ -224,12 +244,12 @@ def train(
             if not math.isfinite(train_loss):
                 raise TrainingError(
                     f"training loss became {train_loss} in epoch {epoch}; "
-                    "try a smaller --lr, or check the data for extreme values"
+                    f"try a smaller {arg('lr')}, or check the data for extreme values"
                 )
             val_loss = None
             if val_set is not None:
                 # the training objective (mean over every value) on unseen windows
-                val_loss = float(evaluate_errors(model, val_set, loss, batch_size * 8).mean())
+                val_loss = validation_loss(model, val_set, loss, batch_size * 8)
                 if world > 1:
                     # Every rank scored the whole held-out set with the same weights;
                     # take rank 0's number so that a last-bit difference can never
@@ -341,15 +361,10 @@ def _from_rank0(value: float, device: torch.device) -> float:
 
 
 @torch.inference_mode()
-def evaluate_errors(
-    model: LSTMAutoencoder, windows: WindowSet, kind: str, batch_size: int = 1024
-) -> np.ndarray:
-    """Reconstruction error of every window and column [N_w, D], in fp32 (kind: see
-    column_errors)."""
+def validation_loss(model: LSTMAutoencoder, windows: WindowSet, loss: str,
+                    batch_size: int) -> float:
+    """The training objective (the mean loss over every value) on held-out windows."""
     model.eval()
-    view = windows.view
-    errors = [
-        column_errors(model(batch), batch, kind)
-        for batch in iter_batches(view, windows.starts, batch_size)
-    ]
-    return torch.cat(errors).double().cpu().numpy()
+    errors = [column_errors(b.reconstruction, b.inputs, loss)
+              for b in forward(model, windows.view, windows.starts, batch_size)]
+    return float(torch.cat(errors).double().cpu().numpy().mean())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lstmae.errors import DataError, LstmaeWarning
+from lstmae.errors import DataError, LstmaeWarning, arg
 from lstmae.params import MAX_ERROR
 
 # Standardised values beyond this are capped: still an enormous error, but a finite one.
@@ -68,7 +68,7 @@ def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:
     if n_rows < window:
         raise DataError(
             f"the data has {n_rows} row(s), fewer than the window of {window}; "
-            "give more rows or a smaller --window"
+            f"give more rows or a smaller {arg('window')}"
         )
     starts = np.arange(0, n_rows - window + 1, stride, dtype=np.int64)
     if starts[-1] != n_rows - window:
@@ -94,13 +94,6 @@ def accumulate_windows(
     for step in range(per_window.shape[1]):  # starts are unique: each add hits distinct rows
         sums[starts + step] += per_window[:, step, :]
         counts[starts + step] += 1
-
-
-def anomalous_runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) indices of each run of consecutive True values."""
-    padded = np.concatenate([[False], flags.astype(bool), [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int | None:

@@ -9,6 +9,7 @@ import pytest
 
 from lstmae import Detector
 from lstmae.errors import DataError, ModelFileError
+from lstmae.scoring import WindowError
 
 
 @pytest.fixture
@@ -153,9 +154,10 @@ def test_model_files_written_before_error_and_precision_still_score(saved, small
     del meta["error"], meta["peak_scale"], meta["params"]["precision"]
     save_model_file(tmp_path / "old.lstmae", tensors, meta)
     old = Detector.load(tmp_path / "old.lstmae")
-    assert old.error == meta["loss"] == "mse" and old.precision == "auto"
+    assert old.error_.kind == meta["loss"] == "mse"
+    assert old.params.training.precision == "auto"
     now = Detector.load(saved)
-    now.error, now.peak_scale_ = "mse", None
+    now.error_ = WindowError("mse")
     np.testing.assert_array_equal(old.score(small_frame)["error"], now.score(small_frame)["error"])
     assert not np.allclose(old.score(small_frame)["error"],
                            Detector.load(saved).score(small_frame)["error"])
@@ -169,7 +171,7 @@ def test_model_files_with_the_mae_error_score_with_the_mean_alone(saved, small_f
     del meta["peak_scale"]
     save_model_file(tmp_path / "mae.lstmae", tensors, meta)
     mae = Detector.load(tmp_path / "mae.lstmae")
-    assert mae.error == "mae" and mae.peak_scale_ is None
+    assert mae.error_.kind == "mae" and mae.error_.peak_scale is None
     both = Detector.load(saved).score(small_frame)["error"].to_numpy()
     alone = mae.score(small_frame)["error"].to_numpy()
     assert (alone <= both).all() and (alone < both).any()  # the peak term adds, never takes

@@ -107,8 +107,8 @@ def generated(trained, tmp_path_factory) -> Path:
     flipped[8 + n + (len(blob) - 8 - n) // 2] ^= 0xFF
     (out / "flipped_tensor.lstmae").write_bytes(bytes(flipped))
     stride = b'\\"stride\\": 1'
-    assert blob.count(stride) == 1
-    (out / "flipped_meta.lstmae").write_bytes(blob.replace(stride, b'\\"stride\\": 3'))
+    assert blob.count(stride) >= 1  # beside the parameters' copy of it
+    (out / "flipped_meta.lstmae").write_bytes(blob.replace(stride, b'\\"stride\\": 3', 1))
 
     tensors, meta = load_model_file(model)
     save_model_file(out / "v2.lstmae", tensors, {**meta, "format_version": 2})

@@ -715,7 +715,7 @@ def test_a_derived_infinite_threshold_names_the_model(base):
 
     det = Detector.load(base / "model.lstmae")
     det.heldout_errors_ = np.array([10.0])  # 1e308 times it overflows
-    with pytest.raises(OptionError, match=r"--margin 1e\+308 on .*model.lstmae's held-out"):
+    with pytest.raises(OptionError, match=r"'margin' 1e\+308 on .*model.lstmae's held-out"):
         det.threshold_for(margin=1e308)
 
 

@@ -29,6 +29,29 @@ def test_evaluate_on_known_incidents(quickstart):
     assert "vus_pr" in table.stdout_text
 
 
+def test_the_best_f1_threshold_given_back_gives_the_best_f1(quickstart):
+    # Scoring flags error > threshold; the reported best threshold must follow that rule.
+    folder = quickstart["folder"]
+    args = ("evaluate", "sample_data/server_test.csv", "-l", "sample_data/server_test_labels.csv",
+            "--json")
+    first = json.loads(run_lstmae(*args, cwd=folder, check=True).stdout_text)
+    again = json.loads(run_lstmae(*args, "--threshold", repr(first["best_f1_threshold"]),
+                                  cwd=folder, check=True).stdout_text)
+    assert again["f1"] == pytest.approx(first["best_f1"], rel=1e-12)
+    assert again["best_f1"] == first["best_f1"]
+
+
+def test_the_best_threshold_flags_exactly_the_best_rows():
+    scores = np.array([0.1, 0.9, 0.4, 0.5, 0.8, 0.2, 0.3, 0.05, 0.4])
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1])
+    report = evaluate(scores, labels, threshold=1.0, sliding_window=0)
+    assert report["best_f1_threshold"] == 0.3  # flags the 0.4s too, as best_f1 counts them
+    again = evaluate(scores, labels, report["best_f1_threshold"], 0)
+    assert again["f1"] == pytest.approx(report["best_f1"], rel=1e-12)
+    everything = evaluate(np.array([0.2, 0.2, 0.3]), np.array([1, 1, 0]), 1.0, 0)
+    assert everything["best_f1_threshold"] < 0.2 and everything["best_f1"] == 0.8
+
+
 def test_labels_as_intervals_rows_or_label_column(tmp_path):
     index = np.arange(10)
     intervals = tmp_path / "rows.csv"

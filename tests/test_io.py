@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from lstmae.errors import DataError, LstmaeWarning, OptionError
-from lstmae.io import read_table, to_series
 from lstmae.output import format_for, write_table
+from lstmae.read import read_table
+from lstmae.series import to_series
 from lstmae.windows import accumulate_windows, window_starts
 
 from .conftest import SAMPLES
@@ -200,7 +201,7 @@ def test_times_keep_the_offset_they_were_written_with():
 
 def test_ambiguous_day_month_dates_are_refused_and_read_with_a_format():
     frame = pd.DataFrame({"timestamp": ["01/02/2026", "02/02/2026"], "x": [1.0, 2.0]})
-    with pytest.raises(DataError, match="day first or month first.*--time-format '%d/%m/%Y'"):
+    with pytest.raises(DataError, match="day first or month first.*'time_format' '%d/%m/%Y'"):
         to_series(frame)
     series = to_series(frame, time_format="%d/%m/%Y")
     assert str(series.labels[0]) == "2026-02-01 00:00:00"

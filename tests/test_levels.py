@@ -7,7 +7,7 @@ import pytest
 from lstmae import Detector
 from lstmae.errors import OptionError
 from lstmae.threshold import calibrate, pot_threshold
-from lstmae.windows import anomalous_runs, dominant_period
+from lstmae.windows import dominant_period
 
 
 def test_point_scores_are_causal_and_unscored_rows_are_nan(small_detector, small_frame):
@@ -67,12 +67,6 @@ def test_events_merge_runs_and_name_the_column_at_fault(small_detector, small_fr
     assert events["windows"].sum() == windows["anomaly"].sum()
 
 
-def test_anomalous_runs():
-    flags = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
-    assert anomalous_runs(flags) == [(1, 2), (5, 5), (7, 9)]
-    assert anomalous_runs(np.zeros(3, bool)) == []
-
-
 def test_threshold_methods():
     rng = np.random.default_rng(0)
     errors = rng.exponential(1.0, 20000)
@@ -90,11 +84,11 @@ def test_threshold_methods():
     # beyond every sample but a few: POT extrapolates where a quantile cannot
     p = pot_threshold(errors, 1e-4)
     assert abs(p - np.log(1e4)) < 1.0
-    with pytest.raises(OptionError, match="--risk"):
+    with pytest.raises(OptionError, match="'risk'"):
         calibrate(errors, "pot", risk=2.0)
-    with pytest.raises(OptionError, match="--threshold-method"):
+    with pytest.raises(OptionError, match="'threshold_method'"):
         calibrate(errors, "median")
-    with pytest.raises(OptionError, match="--margin"):
+    with pytest.raises(OptionError, match="'margin'"):
         calibrate(errors, "max", margin=0)
 
 
@@ -119,7 +113,7 @@ def test_threshold_rederived_from_stored_errors_without_refit(small_detector, sm
     wider, source = small_detector.threshold_for(margin=1.2)
     assert wider == pytest.approx(1.2 * small_detector.heldout_errors_.max())
     assert source == "1.2 x the largest held-out error"
-    with pytest.raises(OptionError, match="--margin"):
+    with pytest.raises(OptionError, match="'margin'"):
         small_detector.threshold_for(margin=-1)
 
 

@@ -23,6 +23,7 @@ from lstmae.metrics import (
     event_recall,
     labels_from_intervals,
     precision_recall_f1,
+    runs,
     vus_pr,
     vus_roc,
 )
@@ -94,6 +95,12 @@ def test_constant_scores():
 def test_auc_roc_ties_count_half():
     # One anomaly tied with one of two normal points, above the other.
     assert auc_roc([1, 0, 0], [0.5, 0.5, 0.1]) == 0.75
+
+
+def test_runs_of_flags():
+    flags = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert list(zip(*runs(flags), strict=True)) == [(1, 2), (5, 5), (7, 9)]
+    assert [len(r) for r in runs(np.zeros(3, bool))] == [0, 0]
 
 
 def test_best_f1_threshold_reproduces_f1():

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from lstmae import windows as W
 from lstmae.errors import DataError, LstmaeWarning
-from lstmae.io import to_series
 from lstmae.output import write_table
+from lstmae.series import to_series
 from lstmae.windows import window_starts
 
 FAST = settings(derandomize=True, max_examples=150, deadline=None, database=None)

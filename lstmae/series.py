@@ -1,32 +1,24 @@
-"""Reading tables and validating them into numeric series.
+"""A DataFrame -> Series: the validated arrays lstmae models and scores.
 
-read_table / iter_frames: a path (CSV, CSV.gz, Parquet file or folder) or "-"
-            (CSV on stdin) -> DataFrame(s); duplicate column names refused.
-to_series:  DataFrame -> Series (float64 values [N, D], time index, column names),
-            with the time column found and read as the user wrote it (offsets
-            kept), rows in the order time says, every value a finite number.
-Writing results lives in lstmae.output.
+to_series finds the time column and reads it as the user wrote it (offsets kept,
+day/month dates never guessed), puts rows in the order time says (a clock that
+steps back and runs on is kept), picks the value columns, and makes every value
+a finite number (or says which is not, and how --fill helps).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import gzip
-import io
-import os
 import re
-import sys
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lstmae.errors import DataError, LstmaeWarning, OptionError, name_list, shorten
+from lstmae.errors import DataError, LstmaeWarning, OptionError, arg, name_list, shorten
 from lstmae.params import FILL_METHODS, MAX_VALUE
+from lstmae.read import check_unique
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "date", "datetime")
 # Integer columns with these names that only ever grow are a time axis or a row
@@ -38,7 +30,6 @@ TIME_LIKE_NAME = re.compile(
     r"secs|seconds|millis))$"
 )
 INDEX_LIKE_NAME = re.compile(r"^(unnamed: ?\d+(\.\d+)?|index|idx|row|rownum|row_?number|id)$")
-BATCH_ROWS = 100_000  # rows read and scored at a time: bounded memory, big model batches
 # Day and month in either order before the year (01/02/2026, 1.2.26): never guessed.
 AMBIGUOUS_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?!\d)")
 UTC_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)$")
@@ -71,8 +62,10 @@ class Series:
     #                    offset), numbers, or row numbers
     columns: list[str]
     time_col: str | None
-    labels: object = None  # the times as the user wrote them, for output (default: index)
-    rows: np.ndarray | None = None  # each row's 0-based row number in its file
+    # The times as the user wrote them, for output (default: index): numbers, a
+    # DatetimeArray (its zone kept) or Timestamps.
+    labels: Any = None
+    rows: Any = None  # np.ndarray: each row's 0-based row number in its file (default 0..N-1)
     time_kind: str = "rows"  # "rows", "number", "naive" (no offset) or "aware"
     order: OrderNotes = field(default_factory=OrderNotes)
 
@@ -81,212 +74,6 @@ class Series:
             self.labels = self.index
         if self.rows is None:
             self.rows = np.arange(len(self.values), dtype=np.int64)
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq") or path.is_dir()
-
-
-def read_table(source: str | os.PathLike) -> pd.DataFrame:
-    """Read CSV, CSV.gz or Parquet (a file or a folder of files) from a path, or CSV
-    from stdin when source is "-", into one frame."""
-    return pd.concat(iter_frames(source), ignore_index=True)
-
-
-@contextlib.contextmanager
-def _csv_errors(name: str):
-    """Turn what pandas raises on a bad CSV into one DataError naming the file."""
-    try:
-        yield
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{name}: is empty; give a CSV file with a header row") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{name}: is not UTF-8 text; save it as UTF-8 CSV") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{name}: is not valid CSV ({shorten(_first_line(exc), 120)})") from None
-    except (gzip.BadGzipFile, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{name}: cannot be read ({shorten(_first_line(exc), 120)}); check that "
-                        "the file is complete and compressed as its name says") from None
-
-
-def iter_frames(
-    source: str | os.PathLike, batch_rows: int | None = None
-) -> Iterator[pd.DataFrame]:
-    """Read a table in batches of rows (default BATCH_ROWS), in file order: memory stays bounded.
-
-    Like read_table, for a path (CSV, CSV.gz, Parquet file or a folder of
-    Parquet files) or "-" (CSV on stdin).
-    """
-    batch_rows = batch_rows or BATCH_ROWS
-    name = "<stdin>" if str(source) == "-" else str(source)
-    if name == "<stdin>":
-        if sys.stdin is None:
-            raise DataError("<stdin>: standard input is closed; give a file path instead of -")
-        yield from _iter_csv(None, name, batch_rows)
-        return
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
-    if path.is_dir() and not _parquet_files(path):
-        raise DataError(f"{path}: is a folder, not a data file; give a CSV or Parquet file")
-    if _is_parquet(path):
-        yield from _iter_parquet(path, batch_rows)
-    else:
-        yield from _iter_csv(path, name, batch_rows)
-
-
-class _Prefixed(io.RawIOBase):
-    """A binary stream that gives `prefix` first, then the rest of `stream`."""
-
-    def __init__(self, prefix: bytes, stream):
-        self._prefix, self._stream = prefix, stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n], self._prefix = self._prefix[:n], self._prefix[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-_COMPRESSED = {".gz": gzip.open}
-
-
-def _open_csv(path: Path | None, stack: contextlib.ExitStack):
-    if path is None:
-        return sys.stdin.buffer
-    opener = _COMPRESSED.get(path.suffix.lower(), open)
-    return stack.enter_context(opener(path, "rb"))
-
-
-def _header(stream, name: str) -> bytes:
-    """The header line(s) of a CSV, checked for repeated column names.
-
-    pandas renames a repeated name to `name.1` without a word, so a model could
-    silently be trained on a column other than the one meant.
-    """
-    raw = stream.readline(1 << 20)
-    while raw.count(b'"') % 2 and len(raw) < 1 << 20:  # a quoted name holding a newline
-        more = stream.readline(1 << 20)
-        if not more:
-            break
-        raw += more
-    text = raw.decode("utf-8-sig")  # UnicodeDecodeError: reported as "not UTF-8"
-    names = next(csv.reader([text.rstrip("\r\n")]), [])
-    _check_unique([n for n in names if n.strip()], name)
-    return raw
-
-
-def _check_unique(names, source: str, what: str = "column") -> None:
-    seen, repeated = set(), []
-    for n in names:
-        if n in seen and n not in repeated:
-            repeated.append(n)
-        seen.add(n)
-    if repeated:
-        raise DataError(
-            f"{source}: {what} name(s) {name_list([repr(n) for n in repeated])} appear more "
-            "than once; give every column its own name"
-        )
-
-
-def _iter_csv(path: Path | None, name: str, batch_rows: int) -> Iterator[pd.DataFrame]:
-    with contextlib.ExitStack() as stack:
-        with _csv_errors(name):
-            stream = _open_csv(path, stack)
-            head = _header(stream, name)
-            if not head.strip():
-                raise pd.errors.EmptyDataError
-            both = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
-            reader = stack.enter_context(pd.read_csv(both, chunksize=batch_rows))
-        empty = True
-        while True:
-            with _csv_errors(name):
-                chunk = next(reader, None)
-            if chunk is None:
-                break
-            empty = empty and chunk.empty
-            yield chunk
-    if empty:
-        raise DataError(f"{name}: holds no data rows; give a file with a header and rows")
-
-
-def _parquet_files(path: Path) -> list[Path]:
-    """The file itself, or a folder's Parquet files in path order (a partitioned dataset).
-
-    Like pyarrow's datasets, names starting with "." or "_" (_SUCCESS, .crc) are skipped.
-    """
-    if not path.is_dir():
-        return [path]
-    return sorted(
-        file for file in path.rglob("*")
-        if file.suffix.lower() in (".parquet", ".pq") and file.is_file()
-        and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
-    )
-
-
-def _time_type(arrow_type) -> str | None:
-    """'timestamp (zone Z)' / 'timestamp without zone' for timestamp columns, else None."""
-    import pyarrow as pa
-
-    if not pa.types.is_timestamp(arrow_type):
-        return None
-    return f"timestamp (zone {arrow_type.tz})" if arrow_type.tz else "timestamp without zone"
-
-
-def _iter_parquet(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = 0
-    first: tuple[Path, dict] | None = None  # the first file and its columns' types
-    for file in _parquet_files(path):
-        try:
-            # One file at a time, column chunks read as needed (pre_buffer=False): pyarrow's
-            # dataset scanner and pre-buffering read ahead, and peak memory then grew with
-            # the file (1.0 GiB at 2.5M rows against 0.7 GiB at 0.5M).
-            with pq.ParquetFile(file, pre_buffer=False) as parquet:
-                schema = parquet.schema_arrow
-                _check_unique(schema.names, str(file))
-                types = {f.name: f.type for f in schema}
-                if first is None:
-                    first = (file, types)
-                _check_same_time_types(first, file, types)
-                for batch in parquet.iter_batches(batch_size=batch_rows):
-                    rows += batch.num_rows
-                    yield batch.to_pandas()
-        except (pa.ArrowException, OSError) as exc:
-            raise DataError(
-                f"{file}: not a readable Parquet file ({shorten(_first_line(exc), 120)}); "
-                "check that the file is complete"
-            ) from None
-    if rows == 0:
-        raise DataError(f"{path}: holds no data rows")
-
-
-def _check_same_time_types(first: tuple[Path, dict], file: Path, types: dict) -> None:
-    """A column that is a timestamp in one file of a folder must be the same kind in all."""
-    first_file, first_types = first
-    for col, arrow_type in types.items():
-        if col not in first_types:
-            continue
-        was, now = _time_type(first_types[col]), _time_type(arrow_type)
-        if (was or now) and was != now:
-            raise DataError(
-                f"{file}: column '{shorten(col)}' is {now or str(arrow_type)} here but "
-                f"{was or str(first_types[col])} in {first_file}; write every file of the "
-                "folder with the same column types"
-            )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- time
@@ -311,7 +98,7 @@ def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:
 @dataclass
 class TimeAxis:
     index: np.ndarray  # orders the rows: datetime64[us] (UTC if aware) or numbers
-    labels: object  # as written: a DatetimeArray (its zone kept), numbers, or Timestamps
+    labels: Any  # as written: a DatetimeArray (its zone kept), numbers, or Timestamps
     kind: str  # "number", "naive" or "aware"
 
 
@@ -333,7 +120,7 @@ def parse_time(
         raise DataError(f"{where}: row {row + 1} is empty; every row needs a time")
     if pd.api.types.is_bool_dtype(column):
         raise DataError(f"{where}: holds true/false values, not times; name the time column "
-                        "with --time-col")
+                        f"with {arg('time_col')}")
     if pd.api.types.is_numeric_dtype(column):
         if time_format is not None:
             column = column.astype(str)
@@ -355,7 +142,11 @@ def parse_time(
     if kind not in ("string", "empty"):
         raise DataError(f"{where}: mixes numbers and text ({kind}); write every time the "
                         "same way")
-    text = column.astype(str).str.strip()
+    return _parse_text_times(column.astype(str).str.strip(), where, first_row, time_format)
+
+
+def _parse_text_times(text: pd.Series, where: str, first_row: int,
+                      time_format: str | None) -> TimeAxis:
     if time_format is None:
         _refuse_ambiguous_dates(text, where)
     fmt = time_format or "mixed"
@@ -366,10 +157,11 @@ def parse_time(
         except (ValueError, TypeError, OverflowError) as exc:
             if "mix" not in str(exc).lower() or "zone" not in str(exc).lower():
                 bad = _first_unparsable_time(text, fmt)
-                how = f" with --time-format {time_format!r}" if time_format else ""
+                how = f" with {arg('time_format')} {time_format!r}" if time_format else ""
                 raise DataError(
                     f"{where}: cannot parse {shorten(bad)!r} as a timestamp{how}; fix the "
-                    "value, give --time-format, or name another column with --time-col"
+                    f"value, give {arg('time_format')}, or name another column with "
+                    f"{arg('time_col')}"
                 ) from None
         return _mixed_offsets(text, fmt, where, first_row)
 
@@ -420,11 +212,12 @@ def _refuse_ambiguous_dates(text: pd.Series, where: str) -> None:
     first, second = (found[i].dropna().astype(int) for i in (0, 1))
     day_first, month_first = _format_guesses(value)
     if (first > 12).any() and not (second > 12).any():
-        hint = f"--time-format '{day_first}' (the file's dates look day first)"
+        hint = f"{arg('time_format')} '{day_first}' (the file's dates look day first)"
     elif (second > 12).any() and not (first > 12).any():
-        hint = f"--time-format '{month_first}' (the file's dates look month first)"
+        hint = f"{arg('time_format')} '{month_first}' (the file's dates look month first)"
     else:
-        hint = f"--time-format '{day_first}' (day first) or '{month_first}' (month first)"
+        hint = (f"{arg('time_format')} '{day_first}' (day first) or '{month_first}' "
+                "(month first)")
     raise DataError(
         f"{where}: dates like {shorten(value)!r} can be read day first or month first, and "
         f"lstmae does not guess; give {hint}"
@@ -434,6 +227,7 @@ def _refuse_ambiguous_dates(text: pd.Series, where: str) -> None:
 def _format_guesses(value: str) -> tuple[str, str]:
     """strftime formats, day first and month first, for a value like '01/02/2026 10:15'."""
     match = AMBIGUOUS_DATE.match(value)
+    assert match is not None  # only called for values that look like it
     sep = value[match.end(1)]
     year = "%Y" if len(match.group(3)) == 4 else "%y"
     rest = value[match.end():]
@@ -519,7 +313,7 @@ def warn_order(notes: OrderNotes, source: str, tcol: str | None) -> None:
     if notes.sorted:
         warnings.warn(f"{source}: rows were not in time order; sorted them by '{name}'",
                       LstmaeWarning, stacklevel=3)
-    if notes.steps_back:
+    if notes.steps_back and notes.first_step is not None:
         before, after = notes.first_step
         warnings.warn(
             f"{source}: time column '{name}' steps back {notes.steps_back} time(s) (first "
@@ -571,7 +365,8 @@ def _default_columns(frame: pd.DataFrame, tcol: str | None, time_col: str | None
     if left_out:
         warnings.warn(
             f"{source}: column(s) {name_list(left_out)} only count up in whole numbers, like "
-            "a row index or a time: not modelled; name them in --columns to model them",
+            f"a row index or a time: not modelled; name them in {arg('columns')} to model "
+            "them",
             LstmaeWarning, stacklevel=3,
         )
     if not values:
@@ -606,42 +401,15 @@ def to_series(
     batches, where a clock stepping back may land.
     """
     if fill is not None and fill not in FILL_METHODS:
-        raise OptionError(f"--fill must be one of {', '.join(FILL_METHODS)} (got "
+        raise OptionError(f"{arg('fill')} must be one of {', '.join(FILL_METHODS)} (got "
                           f"{shorten(fill)!r})")
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
-    _check_unique(frame.columns, source)
-    tcol = find_time_column(frame, time_col)
-    if columns:
-        _check_unique(columns, "--columns", "the same")
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(
-                f"{source}: missing column(s) {name_list(missing)}; "
-                f"columns are: {name_list(frame.columns)}"
-            )
-        if tcol in columns:
-            if time_col is not None:
-                raise OptionError(f"column '{shorten(tcol)}' cannot be both the time column "
-                                  "and a value")
-            tcol = None  # the user wants this column as a value, not as time
-        value_cols = list(columns)
-    else:
-        value_cols, tcol = _default_columns(frame, tcol, time_col, source)
+    check_unique(frame.columns, source)
+    value_cols, tcol = _value_columns(frame, columns, time_col, source)
     values = frame[value_cols]
     for col in value_cols:
-        if not _is_number_column(values[col]):
-            text = values[col]
-            unparsable = np.flatnonzero((text.notna() & pd.to_numeric(text, errors="coerce")
-                                         .isna()).to_numpy())
-            hint = ""
-            if unparsable.size:
-                row = int(unparsable[0])
-                hint = f" (row {first_row + row + 1}: {shorten(text.iloc[row])!r})"
-            raise DataError(
-                f"{source}: column '{shorten(col)}' is not numeric{hint}; "
-                "write plain numbers without thousands separators or units"
-            )
+        _check_numeric(values[col], col, source, first_row)
     values = values.astype("float64")
     rows = first_row + np.arange(len(values), dtype=np.int64)
 
@@ -666,6 +434,42 @@ def to_series(
                   rows=rows, time_kind=kind, order=notes)
 
 
+def _value_columns(frame: pd.DataFrame, columns: list[str] | None, time_col: str | None,
+                   source: str) -> tuple[list[str], str | None]:
+    """The value columns and the time column (None: row numbers)."""
+    tcol = find_time_column(frame, time_col)
+    if not columns:
+        return _default_columns(frame, tcol, time_col, source)
+    check_unique(columns, arg("columns"), "the same")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {name_list(missing)}; "
+            f"columns are: {name_list(frame.columns)}"
+        )
+    if tcol in columns:
+        if time_col is not None:
+            raise OptionError(f"column '{shorten(tcol)}' cannot be both the time column "
+                              "and a value")
+        tcol = None  # the user wants this column as a value, not as time
+    return list(columns), tcol
+
+
+def _check_numeric(column: pd.Series, name: str, source: str, first_row: int) -> None:
+    if _is_number_column(column):
+        return
+    unparsable = np.flatnonzero((column.notna() & pd.to_numeric(column, errors="coerce")
+                                 .isna()).to_numpy())
+    hint = ""
+    if unparsable.size:
+        row = int(unparsable[0])
+        hint = f" (row {first_row + row + 1}: {shorten(column.iloc[row])!r})"
+    raise DataError(
+        f"{source}: column '{shorten(name)}' is not numeric{hint}; "
+        "write plain numbers without thousands separators or units"
+    )
+
+
 def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_row: int):
     """The values as float64, and which rows to keep (None: all)."""
     array = values.to_numpy(dtype=np.float64)
@@ -679,7 +483,7 @@ def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_r
         raise DataError(
             f"{source}: row {first_row + row + 1}, column '{shorten(values.columns[col])}' is "
             f"{_describe_value(array[row, col])} ({int(bad.sum())} bad value(s) found); "
-            "fix the data or choose --fill ffill|interpolate|drop"
+            f"fix the data or choose {arg('fill')} ffill|interpolate|drop"
         )
     frame = values.mask(bad)
     keep = None
@@ -691,9 +495,10 @@ def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_r
     else:
         frame = frame.interpolate(limit_direction="both")
     if frame.empty or frame.isna().any().any():
-        raise DataError(f"{source}: no usable values left after --fill {fill}")
+        raise DataError(f"{source}: no usable values left after {arg('fill')} {fill}")
     warnings.warn(
-        f"{source}: {int(bad.sum())} missing or non-finite value(s) handled with --fill {fill}",
+        f"{source}: {int(bad.sum())} missing or non-finite value(s) handled with "
+        f"{arg('fill')} {fill}",
         LstmaeWarning,
         stacklevel=3,
     )

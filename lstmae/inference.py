@@ -1,0 +1,55 @@
+"""The one batched forward pass of a trained model over windows of a series.
+
+Training's validation loss, the calibration of the window error and threshold,
+and scoring, encoding and reconstructing all run windows through the model
+here, so they see exactly the same numbers for the same window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from lstmae.model import LSTMAutoencoder
+from lstmae.windows import iter_batches
+
+# Windows per forward pass when scoring. Not "as large as fits": oneDNN's LSTM keeps a
+# 128-256 window batch in cache and ran 1.1-1.4x faster than at 1024 (bench/README.md).
+SCORE_BATCH = 256
+
+
+@dataclass
+class Batch:
+    """One batch of windows and what the model made of them."""
+
+    first: int  # position of the batch's first window in `starts`
+    inputs: torch.Tensor  # [B, T, D] the windows, standardised
+    latent: torch.Tensor  # [B, latent]
+    decoded: torch.Tensor | None  # [B, T, D]; None with forward(decode=False)
+
+    @property
+    def reconstruction(self) -> torch.Tensor:
+        """The windows as the model reconstructs them [B, T, D]."""
+        if self.decoded is None:
+            raise ValueError("this batch was not decoded: forward(..., decode=True)")
+        return self.decoded
+
+
+@torch.inference_mode()
+def forward(
+    model: LSTMAutoencoder,
+    view: torch.Tensor,
+    starts: torch.Tensor,
+    batch_size: int = SCORE_BATCH,
+    decode: bool = True,
+) -> Iterator[Batch]:
+    """The windows of `view` ([N - T + 1, T, D], lstmae.windows.window_view) that begin at
+    `starts`, through the model in order, `batch_size` at a time. decode=False stops at
+    the latent vector (encoding needs no more)."""
+    for first, inputs in zip(range(0, len(starts), batch_size),
+                             iter_batches(view, starts, batch_size), strict=True):
+        latent = model.encode(inputs)
+        recon = model.decode(latent, inputs.shape[1]) if decode else None
+        yield Batch(first, inputs, latent, recon)

@@ -1,0 +1,72 @@
+"""lstmae.params: one home for every fit parameter, and messages that name each
+parameter the way its reader types it."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from lstmae import Detector
+from lstmae.errors import OptionError
+from lstmae.params import DEFAULTS, FLAT_NAMES, GROUPS, FitParams
+
+from .conftest import run_lstmae
+
+
+def test_flat_names_are_unique_and_round_trip():
+    names = [f.name for group in GROUPS.values() for f in dataclasses.fields(group)]
+    assert len(names) == len(set(names)) == len(FLAT_NAMES)
+    params = FitParams.from_flat({"window": 32, "threshold_method": "quantile", "seed": 7})
+    assert params.window.window == 32 and params.threshold.threshold_method == "quantile"
+    assert FitParams.from_flat(params.flat()) == params
+    assert FitParams().flat() == DEFAULTS
+
+
+def test_an_unknown_parameter_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="'windw'"):
+        Detector(windw=32)
+
+
+def test_l1_is_another_name_for_the_mae_loss():
+    assert Detector(loss="l1").params.training.loss == "mae"
+    assert Detector(loss="mae").params == Detector(loss="l1").params
+
+
+def test_python_messages_name_arguments_and_the_cli_renders_flags(small_frame, tmp_path):
+    with pytest.raises(OptionError) as caught:
+        Detector(threshold_quantile=2.0).fit(small_frame)
+    assert str(caught.value).startswith("'threshold_quantile' must be between 0 and 1")
+    assert caught.value.for_cli().startswith("--threshold-quantile must be between 0 and 1")
+    with pytest.raises(OptionError, match="'hidden' 4096, 'latent' 16 and 'layers' 16 with 1"):
+        Detector(hidden=4096, layers=16, columns=["a"]).check_params()
+
+    data = tmp_path / "data.csv"
+    small_frame.to_csv(data, index=False)
+    proc = run_lstmae("fit", str(data), "-m", str(tmp_path / "m.lstmae"),
+                      "--threshold-quantile", "2")
+    assert proc.returncode == 2
+    assert proc.stderr_text.startswith("error: --threshold-quantile must be between 0 and 1")
+    assert "'threshold_quantile'" not in proc.stderr_text
+
+
+def test_the_model_file_stores_every_parameter(small_detector):
+    stored = small_detector.metadata()["params"]
+    assert set(stored) == set(FLAT_NAMES)
+    assert json.loads(json.dumps(stored)) == stored
+    again = Detector(**stored)
+    assert again.params == small_detector.params
+
+
+def test_cli_defaults_are_the_parameters_defaults():
+    proc = run_lstmae("fit", "--help", check=True)
+    text = " ".join(proc.stdout_text.split())
+    for name in ("hidden", "latent", "epochs", "batch_size", "lr", "patience", "seed"):
+        assert f"--{name.replace('_', '-')} <" in text
+        assert f"[default: {DEFAULTS[name]}]" in text
+
+
+def test_warnings_name_arguments_in_python(tmp_path):
+    frame = pd.DataFrame({"x": [1.0, None, 3.0] * 30})
+    with pytest.warns(UserWarning, match="handled with 'fill' ffill"):
+        Detector(window=4, hidden=4, latent=2, epochs=1, fill="ffill", device="cpu").fit(frame)
