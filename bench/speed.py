@@ -390,7 +390,7 @@ def _score_shape(results: Results, args, T: int, H: int, D: int) -> None:
     if "run" in s:
         results.add("score", f"{shape} model part only (inference.forward) / bare",
                     ratios(s["run"], s["bare"]), "×", fmt="{:.2f}",
-                    note="info: to_series + Detector._run, no output frames")
+                    note="info: to_series + inference.forward + window error, no frames")
 
 
 # ----------------------------------------------------------------- CLI runs

@@ -350,9 +350,10 @@ def params_of(meta: dict) -> dict:
     training loss) and no `precision`.
     """
     loss = meta["loss"]
+    known = {name: value for name, value in meta["params"].items() if name in limits.FIELDS}
     return {
         "precision": "auto",
-        **meta["params"],
+        **known,  # a parameter of a later lstmae is left out, as a missing one is defaulted
         "columns": list(meta["columns"]),
         "time_col": meta["time_col"],
         "time_format": meta.get("time_format"),

@@ -40,6 +40,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 DEFAULT_MODEL = "model.lstmae"
+
+
 def _choices(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
     """A str Enum of lstmae.params' choices, as typer wants them for --help and checking."""
     return enum.Enum(name, {choice: choice for choice in choices}, type=str)  # type: ignore
@@ -84,8 +86,7 @@ ThreadsOpt = Annotated[
 ]
 TimeFormatOpt = Annotated[
     str | None,
-    typer.Option(help=params.DataParams.__dataclass_fields__["time_format"].metadata["help"],
-                 show_default=False),
+    typer.Option(help=params.FIELDS["time_format"].metadata["help"], show_default=False),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 
@@ -122,8 +123,8 @@ def _option(spec: dataclasses.Field) -> inspect.Parameter:
     elif spec.name == "window":
         default = str(default)
     info = typer.Option(*decls, help=meta["help"], show_default=default is not None)
-    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[kind, info])
+    return inspect.Parameter(spec.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             default=default, annotation=Annotated[kind, info])
 
 
 def _from_cli(name: str, value):
@@ -142,8 +143,7 @@ def with_fit_params(function):
     its first two; it receives them as one FitParams, `params`."""
     signature = inspect.signature(function, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "params"]
-    options = [_option(spec) for group in params.GROUPS.values()
-               for spec in dataclasses.fields(group)]
+    options = [_option(spec) for spec in params.FIELDS.values()]
 
     @functools.wraps(function)
     def command_with_params(**values):
@@ -151,8 +151,7 @@ def with_fit_params(function):
         return function(**values, params=params.FitParams.from_flat(flat))
 
     command_with_params.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*own[:2], *(p.replace(kind=p.POSITIONAL_OR_KEYWORD) for p in options),
-                    *own[2:]])
+        parameters=[*own[:2], *options, *own[2:]])
     command_with_params.__annotations__ = {}  # typer reads the signature above
     return command_with_params
 

@@ -12,6 +12,7 @@ was saved.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -73,8 +74,13 @@ from lstmae.windows import Scaler, accumulate_windows, dominant_period, window_s
 MIN_HELDOUT_WINDOWS = 20
 # Every output of a pass over the data: the score levels, encode's and reconstruct's.
 OUTPUTS = (*LEVELS, "latent", "reconstruction")
-DEFAULT_WINDOW = 64
+DEFAULT_WINDOW = limits.DEFAULTS["window"]  # also where --window auto finds no period
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
+
+
+# Which group of FitParams holds each parameter (e.g. "lr" -> "training").
+_GROUP_OF = {f.name: group for group, kind in limits.GROUPS.items()
+             for f in dataclasses.fields(kind)}
 
 
 class Detector:
@@ -90,6 +96,21 @@ class Detector:
 
     def __init__(self, **params: Any):
         self.params = FitParams.from_flat(params)
+
+    # det.window, det.lr = 1e-3: each parameter read and set by its name, scikit-learn
+    # style, in its one home, det.params.
+    def __getattr__(self, name: str) -> Any:
+        group = _GROUP_OF.get(name)
+        if group is None or "params" not in self.__dict__:
+            raise AttributeError(f"'Detector' object has no attribute {name!r}")
+        return getattr(getattr(self.params, group), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        group = _GROUP_OF.get(name)
+        if group is None:
+            super().__setattr__(name, value)
+        else:
+            setattr(getattr(self.params, group), name, value)
 
     # ------------------------------------------------------------------ fit
     def check_params(self) -> None:
@@ -185,6 +206,7 @@ class Detector:
                    source: str) -> None:
         """Fit the window error and the threshold on normal windows' errors (held out, or
         the training windows when too few rows could be held out)."""
+        self.model_.eval()  # as scoring runs it
         batches = ((b.reconstruction, b.inputs) for b in
                    forward(self.model_, calibration.view, calibration.starts))
         self.error_, self.heldout_errors_ = WindowError.fit(self.params.threshold.error,
@@ -213,12 +235,9 @@ class Detector:
             return int(window)
         period = dominant_period(scaled)
         if period is None:
-            warnings.warn(
+            warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
                 f"{arg('window')} auto: no clear period in the training data; using "
-                f"{DEFAULT_WINDOW}",
-                LstmaeWarning,
-                stacklevel=3,
-            )
+                f"{DEFAULT_WINDOW}"), stacklevel=3)
             return DEFAULT_WINDOW
         # One period per window, within what an LSTM handles well and fast.
         return int(np.clip(period, AUTO_WINDOW_MIN, AUTO_WINDOW_MAX))
@@ -355,10 +374,10 @@ class Detector:
     ) -> dict[str, pd.DataFrame]:
         """Any of OUTPUTS for a whole frame, from one pass of the model: e.g. point scores
         and the reconstruction for a plot."""
-        outputs = [name for name in OUTPUTS if name in set(outputs)]
-        parts = list(self.iter_outputs([frame], outputs, threshold, source, sort=True))
+        wanted = [outputs] if isinstance(outputs, str) else list(outputs)
+        parts = list(self.iter_outputs([frame], wanted, threshold, source, sort=True))
         return {name: pd.concat([p[name] for p in parts], ignore_index=True)
-                for name in outputs}
+                for name in OUTPUTS if name in wanted}
 
     def iter_score(
         self,
@@ -391,7 +410,7 @@ class Detector:
         """The outputs asked for (OUTPUTS), batch by batch, from one forward pass per batch:
         each output is a `Rows` of lstmae.stream, fed every piece of the data in turn."""
         self._check_fitted()
-        wanted = set(outputs)
+        wanted = {outputs} if isinstance(outputs, str) else set(outputs)
         if not wanted <= set(OUTPUTS):
             raise OptionError(f"outputs must be among {', '.join(OUTPUTS)} "
                               f"(got {sorted(wanted)})")
@@ -410,28 +429,30 @@ class Detector:
             result = {}
             for name, output in rows.items():
                 result[name] = output.feed(piece, out)
-                if piece.last:
-                    result[name] = _concat([result[name], output.finish()])
+                finished = output.finish() if piece.last else None
+                if finished is not None:  # an event still open when the data ends
+                    result[name] = pd.concat([result[name], finished], ignore_index=True)
             if piece.last and interval is not None:
                 interval.finish(self.time_kind_)
             yield result
 
     def _rows(self, name: str, limit: float) -> Rows:
-        """The output `name`, checked for column names it would repeat."""
-        time = self.time_col_ or "row"
+        """The output `name` (one of OUTPUTS), refused if its columns would repeat a name."""
         if name == "point":
+            time = self.time_col_ or "row"
             self._check_output_names(
                 [time, "score", "threshold", "anomaly", *(f"error_{c}" for c in self.columns_)],
                 f"the time column '{time}'")
+            return PointRows(limit)
         if name == "reconstruction":
             self._check_output_names(
                 ([self.time_col_] if self.time_col_ else [])
-                + [name for col in self.columns_ for name in (col, f"{col}_recon")],
+                + [out for col in self.columns_ for out in (col, f"{col}_recon")],
                 "a column named like another's reconstruction (<col>_recon)")
-        return {"window": WindowRows, "point": lambda: PointRows(limit),
-                "event": lambda: EventRows(self.columns_), "latent": LatentRows,
-                "reconstruction": lambda: ReconstructionRows(self.columns_,
-                                                             self.scaler_.inverse)}[name]()
+            return ReconstructionRows(self.columns_, self.scaler_.inverse)
+        if name == "event":
+            return EventRows(self.columns_)
+        return WindowRows() if name == "window" else LatentRows()
 
     @torch.inference_mode()
     def _forward(self, piece: Piece, errors: bool, latent: bool, reconstruction: bool,
@@ -584,7 +605,9 @@ class Detector:
                 "the file is damaged or was not written by lstmae"
             ) from None
         except (TypeError, ValueError, RuntimeError, OptionError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # An OptionError's own text, so that the CLI still shows its flags.
+            text = exc.marked if isinstance(exc, OptionError) else str(exc)
+            reason = text.splitlines()[0] if text else type(exc).__name__
             raise ModelFileError(
                 f"{path}: model metadata does not match its contents ({shorten(reason, 200)}); "
                 "the file is damaged or was not written by lstmae"
@@ -598,11 +621,6 @@ def _stacked(parts: list[torch.Tensor], width: int) -> np.ndarray:
     if not parts:
         return np.zeros((0, width), dtype=np.float32)
     return torch.cat(parts).cpu().numpy()
-
-
-def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
-    frames = [f for f in frames if f is not None]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _check_state(model: LSTMAutoencoder, state: dict[str, torch.Tensor]) -> None:

@@ -27,15 +27,17 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-class _NamesParameters:
-    """A message that names parameters with arg(): Python names in str(), flags in for_cli()."""
+class _NamesParameters(Exception):
+    """A message that names parameters with arg(): the exception (str, args, repr, what
+    warning filters match) holds it with Python names; for_cli() gives the flags."""
 
-    def __str__(self) -> str:
-        return _ARG.sub(lambda m: repr(m[1]), super().__str__())
+    def __init__(self, message: str = "", *rest: object):
+        self.marked = str(message)
+        super().__init__(_ARG.sub(lambda m: repr(m[1]), self.marked), *rest)
 
     def for_cli(self) -> str:
         """The message with parameters named by their command-line flags."""
-        return _ARG.sub(lambda m: flag(m[1]), super().__str__())
+        return _ARG.sub(lambda m: flag(m[1]), self.marked)
 
 
 class LstmaeError(_NamesParameters, Exception):

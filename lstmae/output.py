@@ -400,5 +400,5 @@ class TableWriter:
             self._abandon()
             self._file.discard()
             if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
-                raise write_error(self._file.path, exc) from None
+                raise write_error(self.path or self._file.path, exc) from None
         return False

@@ -21,8 +21,8 @@ from lstmae.errors import OptionError, arg, shorten
 
 LOSSES = ("mse", "mae")  # what training minimises
 # Other names accepted for a choice. "l1" is torch's name for the mean absolute
-# difference, which lstmae calls "mae" as a loss and as an error; model files
-# written before 0.2 say "l1".
+# difference, which lstmae calls "mae" as a loss and as an error; older model
+# files say "l1".
 ALIASES = {"loss": {"l1": "mae"}}
 ERRORS = ("mae+peak", "mae", "mse")  # how a window's error is measured when scoring
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -63,11 +63,10 @@ def lstm_parameters(n_features: int, hidden: int, latent: int, layers: int) -> i
             + hidden * n_features + n_features)
 
 
-def option(help: str, *, choices: tuple[str, ...] | None = None, short: str | None = None,
-           cli_default: str | None = None) -> dict:
-    """A field's metadata for the CLI: its --help text, its choices, a short flag, and
-    the default as the CLI shows it when that differs from the Python one."""
-    return {"help": help, "choices": choices, "short": short, "cli_default": cli_default}
+def option(help: str, *, choices: tuple[str, ...] | None = None,
+           short: str | None = None) -> dict:
+    """A field's metadata for the CLI: its --help text, its choices, a short flag."""
+    return {"help": help, "choices": choices, "short": short}
 
 
 def _is_int(value: Any) -> bool:
@@ -116,9 +115,9 @@ class DataParams:
 
     def check(self) -> None:
         if self.columns is not None:
-            _need(isinstance(self.columns, list) and len(self.columns) <= MAX_COLUMNS,
-                  "columns", f"a list of at most {MAX_COLUMNS} column names",
-                  len(self.columns) if isinstance(self.columns, list) else self.columns)
+            listed = isinstance(self.columns, (list, tuple))
+            _need(listed and len(self.columns) <= MAX_COLUMNS, "columns",
+                  f"at most {MAX_COLUMNS} columns", len(self.columns) if listed else self.columns)
         if self.fill is not None:
             _choice(self, "fill", FILL_METHODS)
         check_time_format(self.time_format)
@@ -298,6 +297,7 @@ class FitParams:
             self.network.check_size(len(self.data.columns))
 
 
-FLAT_NAMES = tuple(f.name for kind in GROUPS.values() for f in fields(kind))
-DEFAULTS = {f.name: f.default for kind in GROUPS.values() for f in fields(kind)
-            if f.default is not MISSING}
+# Every field of every group by its flat name, in group order (the CLI's option order).
+FIELDS = {f.name: f for kind in GROUPS.values() for f in fields(kind)}
+FLAT_NAMES = tuple(FIELDS)
+DEFAULTS = {name: f.default for name, f in FIELDS.items() if f.default is not MISSING}

@@ -51,9 +51,6 @@ class _HumanChannel:
             return False
 
 
-
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP: stop like Ctrl-C does (temporary files removed, exit 130)."""
 

@@ -363,11 +363,10 @@ def _default_columns(frame: pd.DataFrame, tcol: str | None, time_col: str | None
                 left_out.append(col)
     values = [c for c in numeric if c != tcol and c not in left_out]
     if left_out:
-        warnings.warn(
+        warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
             f"{source}: column(s) {name_list(left_out)} only count up in whole numbers, like "
             f"a row index or a time: not modelled; name them in {arg('columns')} to model "
-            "them",
-            LstmaeWarning, stacklevel=3,
+            "them"), stacklevel=4,
         )
     if not values:
         raise DataError(
@@ -496,12 +495,9 @@ def _handle_missing(values: pd.DataFrame, fill: str | None, source: str, first_r
         frame = frame.interpolate(limit_direction="both")
     if frame.empty or frame.isna().any().any():
         raise DataError(f"{source}: no usable values left after {arg('fill')} {fill}")
-    warnings.warn(
+    warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
         f"{source}: {int(bad.sum())} missing or non-finite value(s) handled with "
-        f"{arg('fill')} {fill}",
-        LstmaeWarning,
-        stacklevel=3,
-    )
+        f"{arg('fill')} {fill}"), stacklevel=3)
     return frame.to_numpy(dtype=np.float64), keep
 
 

@@ -413,6 +413,7 @@ class EventRows(Rows):
     def finish(self) -> pd.DataFrame:
         rows = [self._close()] if self.open is not None else []
         return pd.DataFrame(rows, columns=self.COLUMNS)
+
     def _extend(self, windows: pd.DataFrame, by_column: np.ndarray, first: int, last: int):
         error = float(windows["error"].iloc[first : last + 1].max())
         if self.open is None:

@@ -3,6 +3,7 @@ parameter the way its reader types it."""
 
 import dataclasses
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -26,6 +27,22 @@ def test_flat_names_are_unique_and_round_trip():
 def test_an_unknown_parameter_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match="'windw'"):
         Detector(windw=32)
+
+
+def test_parameters_read_and_set_by_name_live_in_params():
+    det = Detector(window=32)
+    assert det.window == det.params.window.window == 32
+    det.lr, det.time_format = 1e-2, "%d/%m/%Y"
+    assert det.params.training.lr == 1e-2 and det.params.data.time_format == "%d/%m/%Y"
+    assert "lr" not in vars(det)
+    with pytest.raises(AttributeError, match="'windw'"):
+        det.windw  # noqa: B018
+
+
+def test_unknown_outputs_are_refused(small_detector, small_frame):
+    with pytest.raises(OptionError, match="outputs must be among"):
+        small_detector.outputs(small_frame, ["points"])
+    assert set(small_detector.outputs(small_frame, "point")) == {"point"}
 
 
 def test_l1_is_another_name_for_the_mae_loss():
@@ -68,5 +85,10 @@ def test_cli_defaults_are_the_parameters_defaults():
 
 def test_warnings_name_arguments_in_python(tmp_path):
     frame = pd.DataFrame({"x": [1.0, None, 3.0] * 30})
+    det = Detector(window=4, hidden=4, latent=2, epochs=1, fill="ffill", device="cpu")
     with pytest.warns(UserWarning, match="handled with 'fill' ffill"):
-        Detector(window=4, hidden=4, latent=2, epochs=1, fill="ffill", device="cpu").fit(frame)
+        det.fit(frame)
+    with warnings.catch_warnings():  # a filter matches the text Python users read
+        warnings.filterwarnings("error")
+        warnings.filterwarnings("ignore", message=".*handled with 'fill' ffill")
+        det.fit(frame)
