@@ -79,10 +79,9 @@ BatchRowsOpt = Annotated[
                              max=params.MAX_BATCH_ROWS)
 ]
 ThreadsOpt = Annotated[
-    int | None,
-    typer.Option(help="CPU threads for torch (default: torch's choice, one per core). Try 1 "
-                 "when other jobs share the machine or the model is tiny.", min=1,
-                 max=params.MAX_THREADS),
+    str,
+    typer.Option(help="CPU threads for torch: a number, or auto: up to one per core, fewer "
+                 "while fewer run faster (another job holding a core), measured as it runs."),
 ]
 TimeFormatOpt = Annotated[
     str | None,
@@ -191,11 +190,20 @@ def _read(data: str):
     return read_table(data)
 
 
-def _use_threads(threads: int | None) -> None:
-    import torch
+def _threads(text: str):
+    """--threads auto or N -> the thread policy for the block (lstmae.threads)."""
+    from lstmae import threads
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if text.strip().lower() == threads.AUTO:
+        return threads.using(threads.AUTO)
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= params.MAX_THREADS:
+        raise OptionError(f"--threads must be auto or a whole number from 1 to "
+                          f"{params.MAX_THREADS} (got {shorten(text)!r})")
+    return threads.using(count)
 
 
 def _load(model: str, time_format: str | None = None):
@@ -269,13 +277,13 @@ def _stream_rows(method: str, title: str, data, model, fmt, output, top, batch_r
                  time_format):
     """encode and reconstruct: read DATA in batches, write rows as they come."""
     out_format = _output_format(fmt, output, [("data", data), ("model", model)])
-    _use_threads(threads)
     from lstmae.read import iter_frames
     from lstmae.render import print_table
 
-    detector = _load(model, time_format)
-    parts = getattr(detector, method)(iter_frames(data, batch_rows), source=_source(data))
-    shown = _write_rows(parts, out_format, output, top)
+    with _threads(threads):
+        detector = _load(model, time_format)
+        parts = getattr(detector, method)(iter_frames(data, batch_rows), source=_source(data))
+        shown = _write_rows(parts, out_format, output, top)
     if out_format == "table":
         print_table(shown, title, shown.attrs["rows"])
 
@@ -291,7 +299,7 @@ def command(function):
 def fit(
     data: DataArg,
     model: ModelOpt = DEFAULT_MODEL,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = "auto",
     save_on_interrupt: Annotated[
         bool, typer.Option(help="On Ctrl-C, stop and write the best model so far.")
     ] = False,
@@ -319,13 +327,14 @@ def fit(
 
     detector = Detector(**params.flat())
     detector.check_params()  # before reading a large file
-    frame = _read(data)
-    _use_threads(threads)
+    policy = _threads(threads)
     from lstmae.train import process_group
 
-    with process_group(params.training.device):  # only under torchrun with WORLD_SIZE > 1
-        _fit_with_progress(detector, frame, not quiet and stderr.is_terminal,
-                           source=_source(data), keep_best_on_interrupt=save_on_interrupt)
+    with policy, _fit_progress(not quiet and stderr.is_terminal, data, params) as progress:
+        frame = _read(data)
+        with process_group(params.training.device):  # only under torchrun, WORLD_SIZE > 1
+            detector.fit(frame, source=_source(data), keep_best_on_interrupt=save_on_interrupt,
+                         **progress.callbacks())
     if rank:
         return  # the weights are rank 0's too; it calibrates and writes the model
     detector.save(model)
@@ -339,22 +348,22 @@ def fit(
         stderr.print(fit_summary(detector, model))
 
 
-def _fit_with_progress(detector, frame, show: bool, **fit_args) -> None:
-    """Fit, with a progress bar on stderr when `show`."""
+class _NoProgress(contextlib.AbstractContextManager):
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def callbacks(self) -> dict:
+        return {}
+
+
+def _fit_progress(show: bool, data: str, fit_params: params.FitParams):
+    """fit's progress line on stderr (lstmae.render.FitProgress) when `show`."""
     if not show:
-        detector.fit(frame, **fit_args)
-        return
-    from rich.progress import Progress
+        return _NoProgress()
+    from lstmae.render import FitProgress
 
-    with Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task("training", total=detector.params.training.epochs)
-
-        def report(r):
-            val = f", val {r.val_loss:.4g}" if r.val_loss is not None else ""
-            bar.update(task, completed=r.epoch, description=f"epoch {r.epoch}/"
-                       f"{r.epochs}: train {r.train_loss:.4g}{val}")
-
-        detector.fit(frame, progress=report, **fit_args)
+    return FitProgress(stderr, _source(data), fit_params.training.epochs,
+                       fit_params.training.patience)
 
 
 @command
@@ -391,7 +400,7 @@ def score(
     ] = False,
     batch_rows: BatchRowsOpt = None,
     time_format: TimeFormatOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Score new data: reconstruction error, threshold and anomalies per window, row or event.
@@ -399,22 +408,24 @@ def score(
     Example: lstmae score server_test.csv -m server.lstmae --threshold 0.3 -o scores.csv
     """
     out_format = _output_format(fmt, output, [("data", data), ("model", model)])
-    _use_threads(threads)
+    policy = _threads(threads)
     detector = _load(model, time_format)
     limit, how = detector.threshold_for(threshold, threshold_quantile, risk, margin)
     from lstmae.read import iter_frames
     from lstmae.render import ScoreReport
 
-    parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
-                                source=_source(data), levels={"window", "event", level.value})
-    report = ScoreReport(level.value, top, per_column, table=out_format == "table")
-    rows = (report.take(part) for part in parts)
-    shown = None
-    if out_format == "table" and level.value == "window":
-        for _ in rows:  # the table shows the largest errors, gathered by the report
-            pass
-    else:
-        shown = _write_rows(rows, out_format, output, top)
+    with policy:
+        parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
+                                    source=_source(data),
+                                    levels={"window", "event", level.value})
+        report = ScoreReport(level.value, top, per_column, table=out_format == "table")
+        rows = (report.take(part) for part in parts)
+        shown = None
+        if out_format == "table" and level.value == "window":
+            for _ in rows:  # the table shows the largest errors, gathered by the report
+                pass
+        else:
+            shown = _write_rows(rows, out_format, output, top)
     summary = report.summary(limit, how, detector.window_)
     if out_format == "table":
         report.print_tables(summary, shown)
@@ -435,7 +446,7 @@ def encode(
     top: TopOpt = 20,
     batch_rows: BatchRowsOpt = None,
     time_format: TimeFormatOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = "auto",
 ) -> None:
     """Write each window's latent vector: window, start, end, z0 ... z{k-1}.
 
@@ -454,7 +465,7 @@ def reconstruct(
     top: TopOpt = 20,
     batch_rows: BatchRowsOpt = None,
     time_format: TimeFormatOpt = None,
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = "auto",
 ) -> None:
     """Write the reconstructed series beside the original: <col> and <col>_recon per column.
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstmae import __version__
+from lstmae import __version__, threads
 from lstmae import params as limits
 from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, params_of, save_model_file
@@ -58,6 +58,7 @@ from lstmae.stream import (
     window_frame,
 )
 from lstmae.train import (
+    BatchReport,
     EpochReport,
     TrainResult,
     WindowSet,
@@ -123,8 +124,13 @@ class Detector:
         progress: Callable[[EpochReport], None] | None = None,
         source: str = "data",
         keep_best_on_interrupt: bool = False,
+        on_batch: Callable[[BatchReport], None] | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ) -> Detector:
         """Train on a frame of normal behaviour and calibrate the threshold.
+
+        progress: called after each epoch; on_batch: a few times a second within one;
+        on_stage: with a few words as each stage begins ("training", ...).
 
         keep_best_on_interrupt: on Ctrl-C after at least one epoch, stop training
         and finish with the best epoch so far (training_["interrupted"] says so).
@@ -133,7 +139,18 @@ class Detector:
         every rank calls fit with the same data and parameters and trains on its share
         of the windows. Only rank 0 then calibrates the threshold: on the other ranks
         fit returns once training ends, with the detector not calibrated (do not save it).
+
+        Threads: the active lstmae.threads policy, or `auto` (training_["threads"] says
+        what was used).
         """
+        stage = on_stage or (lambda text: None)
+        with threads.using(None) as policy:
+            self._fit(frame, source, policy, stage, progress=progress, on_batch=on_batch,
+                      keep_best_on_interrupt=keep_best_on_interrupt)
+        return self
+
+    def _fit(self, frame: pd.DataFrame, source: str, policy: threads.ThreadPolicy,
+             stage: Callable[[str], None], **train_args: Any) -> None:
         self.check_params()
         p = self.params
         device = resolve_device(p.training.device)
@@ -142,6 +159,7 @@ class Detector:
         rank, world = rank_and_world()
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank())  # one GPU per process
+        stage(f"checking {len(frame):,} rows")
         series = to_series(frame, p.data.columns, p.data.time_col, p.data.fill, source,
                            time_format=p.data.time_format)
         if len(series.columns) > limits.MAX_COLUMNS:
@@ -159,6 +177,8 @@ class Detector:
         self.scaler_ = Scaler.fit(series.values, series.columns)
         scaled = torch.from_numpy(self.scaler_.transform(series.values))
         n_rows = len(scaled)
+        if p.window.window == "auto":
+            stage("finding the period (--window auto)")
         self.window_ = self._choose_window(scaled.numpy())
         self._check_stride(n_rows, source)
 
@@ -170,21 +190,22 @@ class Detector:
                                    p.network.layers)
         self.model_ = LSTMAutoencoder(self.config_).to(device)
         t = p.training
+        stage("training")
         result = train(
             self.model_, train_set, val_set,
             epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, loss=t.loss,
-            patience=t.patience, seed=t.seed, precision=t.precision, progress=progress,
-            keep_best_on_interrupt=keep_best_on_interrupt,
+            patience=t.patience, seed=t.seed, precision=t.precision, **train_args,
         )
         if rank != 0:
-            return self  # every rank holds the same weights; rank 0 calibrates and writes
+            return  # every rank holds the same weights; rank 0 calibrates and writes
+        stage("calibrating the threshold")
         self._calibrate(val_set if val_set is not None else train_set,
                         heldout=val_set is not None, monitored=result.monitored, source=source)
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         self.training_["processes"] = world  # each trained on 1/world of the windows
         self.training_["precision"] = precision
-        return self
+        self.training_["threads"] = policy.report("train")
 
     def _check_stride(self, n_rows: int, source: str) -> None:
         stride = self.params.window.stride
@@ -419,22 +440,24 @@ class Detector:
         rows = {name: self._rows(name, limit) for name in OUTPUTS if name in wanted}
         interval = IntervalCheck(self.interval_, source) if scoring else None
         data = self.params.data
-        for piece in pieces(frames, self.columns_, self.time_col_, self.window_,
-                            self.params.window.stride, data.fill, source, sort,
-                            data.time_format):
-            if interval is not None:
-                interval.feed(piece)
-            out = self._forward(piece, scoring, "latent" in wanted, "reconstruction" in wanted,
-                                limit)
-            result = {}
-            for name, output in rows.items():
-                result[name] = output.feed(piece, out)
-                finished = output.finish() if piece.last else None
-                if finished is not None:  # an event still open when the data ends
-                    result[name] = pd.concat([result[name], finished], ignore_index=True)
-            if piece.last and interval is not None:
-                interval.finish(self.time_kind_)
-            yield result
+        # The active thread policy, or `auto` while this generator runs (lstmae.threads).
+        with threads.using(None):
+            for piece in pieces(frames, self.columns_, self.time_col_, self.window_,
+                                self.params.window.stride, data.fill, source, sort,
+                                data.time_format):
+                if interval is not None:
+                    interval.feed(piece)
+                out = self._forward(piece, scoring, "latent" in wanted,
+                                    "reconstruction" in wanted, limit)
+                result = {}
+                for name, output in rows.items():
+                    result[name] = output.feed(piece, out)
+                    finished = output.finish() if piece.last else None
+                    if finished is not None:  # an event still open when the data ends
+                        result[name] = pd.concat([result[name], finished], ignore_index=True)
+                if piece.last and interval is not None:
+                    interval.finish(self.time_kind_)
+                yield result
 
     def _rows(self, name: str, limit: float) -> Rows:
         """The output `name` (one of OUTPUTS), refused if its columns would repeat a name."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lstmae import threads
 from lstmae.model import LSTMAutoencoder
 from lstmae.windows import iter_batches
 
@@ -50,6 +51,7 @@ def forward(
     the latent vector (encoding needs no more)."""
     for first, inputs in zip(range(0, len(starts), batch_size),
                              iter_batches(view, starts, batch_size), strict=True):
-        latent = model.encode(inputs)
-        recon = model.decode(latent, inputs.shape[1]) if decode else None
+        with threads.batch("forward", batch_size, len(inputs), inputs.device):
+            latent = model.encode(inputs)
+            recon = model.decode(latent, inputs.shape[1]) if decode else None
         yield Batch(first, inputs, latent, recon)

@@ -6,13 +6,19 @@ the user asked for a table) or to stderr beside the data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lstmae import threads
 from lstmae.errors import printable
+
+if TYPE_CHECKING:
+    from lstmae.train import BatchReport, EpochReport
 
 
 def print_table(frame: pd.DataFrame, title: str, total: int, highlight: str | None = None,
@@ -42,6 +48,124 @@ def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def describe_threads(report: dict | None) -> str:
+    """A model file's training["threads"] in words: 'threads auto (2 of 2; 1 on 4% of
+    batches)', 'threads 1', with a note when other jobs kept the CPUs from it."""
+    if not report or not report.get("batches"):
+        return ""  # trained on a GPU, or by lstmae before 0.2
+    batches = {int(n): b for n, b in report["batches"].items()}
+    total = sum(batches.values())
+    main = max(batches, key=batches.__getitem__)
+    others = "; ".join(f"{n} on {b / total:.0%} of batches" for n, b in batches.items()
+                       if n != main)
+    if report["setting"] == "auto":
+        text = f"threads auto ({main} of {report['most']}{'; ' + others if others else ''})"
+    else:
+        text = f"threads {report['setting']}"
+    share = report.get("cpu_share")
+    if share is not None and share < threads.STARVED_SHARE:
+        text += f", busy machine: got {share:.0%} of the CPU time asked for"
+    return text
+
+
+def busy_note(policy: threads.ThreadPolicy, phase: str) -> str | None:
+    """What to tell someone whose work runs slow because other jobs hold the CPUs."""
+    share = policy.cpu_share()
+    if share is None or share >= threads.STARVED_SHARE:
+        return None
+    count = policy.current(phase)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    note = (f"note: this machine is busy: lstmae got {share:.0%} of the CPU time its "
+            f"{count} thread(s) asked for (load average {load:.1f} on "
+            f"{threads.usable_cpus()} CPUs), so it runs about {1 / share:.1f}x slower than "
+            "on a quiet machine. ")
+    if policy.setting != threads.AUTO and policy.most > 1:
+        return note + ("Threads wait for each other when cores are taken: --threads auto "
+                       "(the default) measures and uses fewer when that is faster.")
+    return note + ("lstmae already runs at the thread count it measured fastest; "
+                   "fewer jobs at once, or nice on the others, would help.")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class FitProgress:
+    """`lstmae fit`'s line on a terminal: what happens before the first epoch (reading,
+    checking, calibrating), then the epoch of at most how many, the time left until
+    early stopping would end it, windows/s and threads; and once, when other jobs slow
+    the fit down, why and what helps."""
+
+    def __init__(self, console: Console, source: str, epochs: int, patience: int):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+        self.console = console
+        self.epochs, self.patience = epochs, patience
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                            BarColumn(bar_width=12), TextColumn("{task.fields[after]}"),
+                            console=console, transient=True,
+                            # lstmae.process's stderr console writes to sys.stderr: a proxy
+                            # there would write back into the console, for ever
+                            redirect_stderr=False, redirect_stdout=False)
+        self.task = self.bar.add_task(f"reading {source}", total=None, after="")
+        self.last: EpochReport | None = None
+        self.noted = False
+
+    def __enter__(self) -> FitProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def callbacks(self) -> dict:
+        """Detector.fit's keyword arguments that feed this line."""
+        return {"progress": self.epoch, "on_batch": self.batch, "on_stage": self.stage}
+
+    def stage(self, text: str) -> None:
+        self.bar.update(self.task, description=text, total=None, completed=0, after="")
+
+    def batch(self, r: BatchReport) -> None:
+        rate = r.done / r.seconds if r.seconds > 0 else 0.0
+        left = None
+        if self.last is not None and rate > 0:
+            # the rest of this epoch, then the epochs early stopping would still run
+            left = (r.windows - r.done) / rate + (self.last.last_epoch - r.epoch) * (
+                self.last.seconds)
+        self._show(r.epoch, r.windows, r.done, rate, left)
+
+    def epoch(self, r: EpochReport) -> None:
+        self.last = r
+        rate = r.windows / r.seconds if r.seconds > 0 else 0.0
+        self._show(r.epoch + 1, r.windows, 0, rate, (r.last_epoch - r.epoch) * r.seconds)
+        policy = threads.active()
+        if not self.noted and policy is not None:
+            note = busy_note(policy, "train")
+            if note is not None:
+                self.noted = True
+                self.console.print(note, markup=False, soft_wrap=True)
+
+    def _show(self, epoch: int, windows: int, done: int, rate: float,
+              left: float | None) -> None:
+        # Most telling first: a narrow terminal cuts the end of the line.
+        policy = threads.active()
+        count = policy.current("train") if policy is not None else None
+        after = []
+        if left is not None and self.last is not None:
+            stop = self.last.last_epoch
+            after.append(f"~{_clock(left)} left" + (f", early stop at {stop}"
+                                                    if stop < self.epochs else ""))
+        if rate:
+            after.append(f"{rate:,.0f} windows/s")
+        if count:
+            after.append(f"{count} thread{'s' if count != 1 else ''}")
+        self.bar.update(self.task, description=f"epoch {min(epoch, self.epochs)} of at most "
+                        f"{self.epochs}", total=windows, completed=done,
+                        after=" · ".join(after))
+
+
 def fit_summary(detector, model: str) -> str:
     """One line on what fit did: rows, windows, epochs, threshold, time."""
     from lstmae.threshold import describe
@@ -56,6 +180,7 @@ def fit_summary(detector, model: str) -> str:
         f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
         f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
         f"{t['seconds']:.1f} s on {t['device']} ({t['precision']}){processes}"
+        + (f", {threads_text}" if (threads_text := describe_threads(t.get("threads"))) else "")
     )
 
 
@@ -139,7 +264,9 @@ def info_table(model: str, meta: dict, detector) -> Table:
         ("threshold", f"{th['value']:.6g} ({describe(th)})"),
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "
-                     f"{tr['seconds']} s on {tr['device']}"),
+                     f"{tr['seconds']} s on {tr['device']}"
+                     + (f", {threads_text}" if (threads_text := describe_threads(
+                         tr.get("threads"))) else "")),
         ("created", f"{meta['created']} by lstmae {meta['lstmae_version']}, "
                     f"torch {meta['torch_version']}"),
     ]

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.adam import adam  # the functional step; importing it loads no torch._dynamo
 
+from lstmae import threads
 from lstmae.errors import OptionError, TrainingError, arg
 from lstmae.inference import forward
 from lstmae.model import LSTMAutoencoder
@@ -61,6 +62,12 @@ class EarlyStopping:
             self._progress_loss, self._progress_epoch = loss, epoch
         stop = self.patience is not None and epoch - self._progress_epoch >= self.patience
         return is_best, stop
+
+    def last_epoch(self, epochs: int) -> int:
+        """The epoch training ends at unless the loss makes clear progress before then."""
+        if self.patience is None:
+            return epochs
+        return min(epochs, self._progress_epoch + self.patience)
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
@@ -195,9 +202,27 @@ class TrainResult:
 @dataclass
 class EpochReport:
     epoch: int
-    epochs: int
+    epochs: int  # the most epochs training may run
     train_loss: float
     val_loss: float | None
+    seconds: float = 0.0  # this epoch's wall time, validation included
+    windows: int = 0  # training windows in an epoch (this process's share)
+    last_epoch: int = 0  # where early stopping ends training unless the loss improves
+    best_epoch: int = 0
+
+
+@dataclass
+class BatchReport:
+    """Where an epoch is, reported a few times a second while it runs."""
+
+    epoch: int
+    done: int  # training windows done in this epoch
+    windows: int  # training windows in the epoch
+    seconds: float  # since the epoch began
+
+
+# How often train() reports batches to its `on_batch` callback.
+BATCH_REPORT_S = 0.25
 
 
 def train(
@@ -214,8 +239,11 @@ def train(
     precision: str = "auto",
     progress: Callable[[EpochReport], None] | None = None,
     keep_best_on_interrupt: bool = False,
+    on_batch: Callable[[BatchReport], None] | None = None,
 ) -> TrainResult:
     """Train in place; on return the model holds the weights of its best epoch.
+
+    progress: called after every epoch; on_batch: every BATCH_REPORT_S seconds within one.
 
     Ctrl-C (KeyboardInterrupt) propagates, unless keep_best_on_interrupt is set
     and an epoch has finished: then training stops and the best epoch is kept.
@@ -239,8 +267,11 @@ def train(
     epoch, interrupted = 0, False
     try:
         for epoch in range(1, epochs + 1):
+            epoch_started = time.perf_counter()
+            batch_report = None if on_batch is None else _every_so_often(
+                on_batch, epoch, epoch_started)
             train_loss = _train_epoch(net, optimizer, view, train_set, batch_size, loss,
-                                      generator, use_amp, rank, world)
+                                      generator, use_amp, rank, world, batch_report)
             if not math.isfinite(train_loss):
                 raise TrainingError(
                     f"training loss became {train_loss} in epoch {epoch}; "
@@ -257,9 +288,12 @@ def train(
                     val_loss = _from_rank0(val_loss, device)
             monitored = val_loss if val_loss is not None else train_loss
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-            if progress is not None:
-                progress(EpochReport(epoch, epochs, train_loss, val_loss))
             is_best, stop = stopper.update(monitored, epoch)
+            if progress is not None:
+                progress(EpochReport(epoch, epochs, train_loss, val_loss,
+                                     time.perf_counter() - epoch_started,
+                                     math.ceil(len(train_set) / world),
+                                     stopper.last_epoch(epochs), stopper.best_epoch))
             if is_best:
                 best_state = copy.deepcopy(model.state_dict())
             if stop:
@@ -282,9 +316,25 @@ def train(
     )
 
 
+def _every_so_often(on_batch: Callable[[BatchReport], None], epoch: int, started: float
+                    ) -> Callable[[int, int], None]:
+    """(done, windows) after each batch -> on_batch at most every BATCH_REPORT_S seconds."""
+    last = started
+
+    def report(done: int, windows: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= BATCH_REPORT_S:
+            last = now
+            on_batch(BatchReport(epoch, done, windows, now - started))
+
+    return report
+
+
 def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator, use_amp,
-                 rank=0, world=1) -> float:
-    """One pass over the training windows in a random order; the mean loss (over all ranks)."""
+                 rank=0, world=1, on_batch=None) -> float:
+    """One pass over the training windows in a random order; the mean loss (over all ranks).
+    on_batch(windows done, windows) after each batch, when given."""
     device = train_set.values.device
     model.train()
     order = torch.randperm(len(train_set), generator=generator)
@@ -292,15 +342,20 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
         order = shard(order, rank, world)
     order = train_set.starts[order.to(device)]
     total = torch.zeros((), device=device)
+    done = 0
     for batch in iter_batches(view, order, batch_size):
-        optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            prediction = model(batch)
-        batch_loss = reconstruction_loss(prediction, batch, loss)
-        batch_loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        total += batch_loss.detach() * len(batch)
+        with threads.batch("train", batch_size, len(batch), device):
+            optimizer.zero_grad()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                prediction = model(batch)
+            batch_loss = reconstruction_loss(prediction, batch, loss)
+            batch_loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += batch_loss.detach() * len(batch)
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(done, len(order))
     if world == 1:
         return total.item() / len(train_set)  # the one host sync of the epoch
     summed = torch.stack([total, torch.tensor(float(len(order)), device=device)])
