@@ -2,7 +2,7 @@
 """Speed benchmark: lstmae against bare PyTorch references, measured in the same run.
 
     python bench/speed.py [--threads N] [--rounds N] [--json out.json]
-        [--skip fit,score,e2e,startup,ramp] [--rows 1000000,5000000]
+        [--skip fit,score,busy,e2e,startup,ramp] [--rows 1000000,5000000]
         [--workdir /tmp/lstmae-speed] [--quick]
 
 Parts (see bench/README.md, "Speed"):
@@ -15,7 +15,12 @@ Parts (see bench/README.md, "Speed"):
 3. e2e:     `lstmae score FILE -m MODEL -o out.csv -q` on generated CSV and
             Parquet files of 1M and 5M rows: wall time, rows/s and peak RSS.
 4. startup: `lstmae --help`, and `lstmae score` on a 100-row file.
-5. ramp:    `lstmae fit` on the 5-row ramp 0.0..0.4 (window 5, 500 epochs),
+5. busy:    fit and score throughput on the quick-start sample, each in a fresh
+            process, with `--threads auto` (the default) and `--threads 1`, on a quiet
+            machine and with a competing CPU-bound process pinned to one core
+            (started and stopped by the bench); and the wall time of the README's
+            quick-start `lstmae fit`, quiet and busy.
+6. ramp:    `lstmae fit` on the 5-row ramp 0.0..0.4 (window 5, 500 epochs),
             and whether `lstmae reconstruct` gets every value within 0.01.
 
 Every ratio is taken within one round (ours and the reference run back to
@@ -27,6 +32,8 @@ sizes are far too small for the targets to mean anything.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -49,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmae import threads
 from lstmae.detector import Detector
 from lstmae.inference import forward
 from lstmae.model import LSTMAutoencoder, ModelConfig
@@ -56,7 +64,7 @@ from lstmae.series import to_series
 from lstmae.train import WindowSet, train, training_precision
 from lstmae.windows import window_starts, window_view
 
-PARTS = ("fit", "score", "e2e", "startup", "ramp")
+PARTS = ("fit", "score", "busy", "e2e", "startup", "ramp")
 FIT_SHAPES = ((64, 64, 1), (64, 64, 25), (100, 128, 38))  # (T, H, D)
 LATENT = 16
 BATCH = 128
@@ -72,6 +80,7 @@ DATA_VERSION = 1  # bump when the generated data changes: cached files are named
 
 # Targets
 FIT_VS_BARE, FIT_VS_NAIVE, SCORE_VS_BARE = 0.9, 50.0, 0.9
+BUSY_VS_ONE, BUSY_VS_QUIET, QUICKSTART_BUSY = 0.9, 0.4, 2.0
 RSS_LIMIT_MIB, RSS_GROWTH = 1024.0, 0.25
 HELP_LIMIT_S, RAMP_LIMIT_S, RAMP_TOLERANCE = 0.3, 3.0, 0.01
 
@@ -246,8 +255,9 @@ def _fit_shape(results: Results, args, T: int, H: int, D: int) -> None:
         torch.manual_seed(0)
         model = LSTMAutoencoder(config)
         began = time.perf_counter()
-        train(model, ws, None, epochs=args.fit_epochs, batch_size=batch_size, lr=LR,
-              loss="mse", patience=10**9, seed=0, precision=precision)
+        with threads.using(threads.AUTO):  # the default policy, as `lstmae fit` runs it
+            train(model, ws, None, epochs=args.fit_epochs, batch_size=batch_size, lr=LR,
+                  loss="mse", patience=10**9, seed=0, precision=precision)
         return args.fit_epochs * len(ws) / (time.perf_counter() - began)
 
     def bare(batch_size=BATCH, subset=None):
@@ -392,6 +402,110 @@ def _score_shape(results: Results, args, T: int, H: int, D: int) -> None:
                     ratios(s["run"], s["bare"]), "×", fmt="{:.2f}",
                     note="info: to_series + inference.forward + window error, no frames")
 
+
+
+# ----------------------------------------------------------- 3. busy machine
+BUSY_FIT_EPOCHS = 2
+BUSY_SCORE_COPIES = 4  # the sample test file, end to end this many times: ~12,000 rows
+
+# Run in a fresh process per measurement (`python bench/speed.py --worker ...`): torch's
+# thread pool and lstmae's policy start from nothing, as in a user's run.
+def worker(kind: str, setting: str, workdir: Path) -> None:
+    """Print one JSON line: windows/s of fitting or scoring the quick-start sample."""
+    sample = Path(lstmae.__file__).resolve().parents[1] / "sample_data"
+    count: int | str = setting if setting == threads.AUTO else int(setting)
+    with threads.using(count):
+        if kind == "fit":
+            frame = pd.read_csv(sample / "server_train.csv")
+            epochs: list = []
+            det = Detector(epochs=BUSY_FIT_EPOCHS, patience=10**6, seed=0)
+            det.fit(frame, progress=epochs.append)
+            rate = sum(e.windows for e in epochs) / sum(e.seconds for e in epochs)
+            det.save(workdir / "busy.lstmae")
+        else:
+            det = Detector.load(workdir / "busy.lstmae")
+            frame = pd.concat([pd.read_csv(sample / "server_test.csv")] * BUSY_SCORE_COPIES,
+                              ignore_index=True)
+            frame["time"] = pd.date_range("2026-01-01", periods=len(frame), freq="5min")
+            began = time.perf_counter()
+            scored = det.score(frame)
+            rate = len(scored) / (time.perf_counter() - began)
+    print(json.dumps({"rate": rate}))
+
+
+class CompetingProcess:
+    """A CPU-bound process pinned to one core, for the length of a with-block."""
+
+    def __init__(self):
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+        self.core = cpus[-1]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> CompetingProcess:
+        code = (f"import os\nif hasattr(os, 'sched_setaffinity'): "
+                f"os.sched_setaffinity(0, {{{self.core}}})\nwhile True: pass\n")
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.5)  # running before the measurement starts
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_worker(kind: str, setting: str, args, busy: bool) -> float:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{kind}:{setting}",
+           "--workdir", str(args.workdir)]
+    with CompetingProcess() if busy else contextlib.nullcontext():
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {kind}:{setting} exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-300:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["rate"]
+
+
+def bench_busy(results: Results, args) -> None:
+    log("busy: fit and score, quiet and with a CPU-bound process on one core")
+    run_worker("fit", "1", args, busy=False)  # the model the score runs load
+    for kind in ("fit", "score"):
+        s = interleaved({
+            f"quiet_{t}": functools.partial(run_worker, kind, t, args, False)
+            for t in ("auto", "1")
+        } | {f"busy_{t}": functools.partial(run_worker, kind, t, args, True)
+             for t in ("auto", "1", "2")}, args.busy_rounds, f"busy {kind}")
+        unit = "win/s"
+        for name, label in (("quiet_auto", "quiet, --threads auto (default)"),
+                            ("quiet_1", "quiet, --threads 1"),
+                            ("busy_auto", "busy, --threads auto (default)"),
+                            ("busy_1", "busy, --threads 1"),
+                            ("busy_2", "busy, --threads 2")):
+            results.add("busy", f"{kind} {label}", s[name], unit)
+        r = ratios(s["busy_auto"], s["busy_1"])
+        results.add("busy", f"{kind} busy: auto / --threads 1", r, "×", f"≥ {BUSY_VS_ONE}",
+                    statistics.median(r) >= BUSY_VS_ONE, fmt="{:.2f}")
+        r = ratios(s["busy_auto"], s["quiet_auto"])
+        results.add("busy", f"{kind} auto: busy / quiet", r, "×", f"≥ {BUSY_VS_QUIET}",
+                    statistics.median(r) >= BUSY_VS_QUIET, fmt="{:.2f}",
+                    note="one of two cores taken: 0.5 is the fair share")
+        results.add("busy", f"{kind} busy: --threads 2 / --threads 1",
+                    ratios(s["busy_2"], s["busy_1"]), "×", fmt="{:.2f}",
+                    note="info: what a fixed two threads cost under load")
+    if args.quick:
+        return
+    sample = Path(lstmae.__file__).resolve().parents[1] / "sample_data" / "server_train.csv"
+    cmd = [*lstmae_command(), "fit", str(sample), "-m", str(args.workdir / "qs.lstmae"), "-q"]
+    walls: dict[str, list[float]] = {"quiet": [], "busy": []}
+    for busy in (False, True):
+        with CompetingProcess() if busy else contextlib.nullcontext():
+            walls["busy" if busy else "quiet"].append(run_checked(cmd))
+        log(f"busy: quick-start fit, {'busy' if busy else 'quiet'}: "
+            f"{walls['busy' if busy else 'quiet'][-1]:.1f} s")
+    results.add("busy", "quick-start `lstmae fit`, quiet", walls["quiet"], "s", fmt="{:.1f}")
+    results.add("busy", "quick-start `lstmae fit`, busy", walls["busy"], "s", fmt="{:.1f}")
+    r = ratios(walls["busy"], walls["quiet"])
+    results.add("busy", "quick-start fit: busy / quiet wall time", r, "×",
+                f"≤ {QUICKSTART_BUSY}", statistics.median(r) <= QUICKSTART_BUSY, fmt="{:.2f}")
 
 # ----------------------------------------------------------------- CLI runs
 def lstmae_command() -> list[str]:
@@ -663,11 +777,15 @@ def parse_args(argv=None):
                    help="where generated data, models and outputs go (data files are cached)")
     p.add_argument("--skip", default="", help=f"parts to skip, comma-separated: {','.join(PARTS)}")
     p.add_argument("--json", type=Path, default=None, help="write everything to this JSON file")
+    p.add_argument("--busy-rounds", type=int, default=None,
+                   help="rounds of the busy part (default 3; 1 with --quick)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # fit:auto, score:1 ...
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and 1 round: a smoke test of the script, not a measurement")
     args = p.parse_args(argv)
     q = args.quick
     args.rounds = args.rounds or (1 if q else 5)
+    args.busy_rounds = args.busy_rounds or (1 if q else 3)
     args.windows = args.windows or (2000 if q else 8192)
     args.naive_windows = args.naive_windows or (30 if q else 200)
     args.fit_epochs = args.fit_epochs or (1 if q else 2)
@@ -685,6 +803,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.worker:
+        kind, setting = args.worker.split(":")
+        worker(kind, setting, args.workdir)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -704,6 +826,7 @@ def main(argv=None) -> int:
     steps = {
         "fit": lambda: bench_fit(results, args),
         "score": lambda: bench_score(results, args),
+        "busy": lambda: bench_busy(results, args),
         "e2e": lambda: bench_e2e(results, args, model),
         "startup": lambda: bench_startup(results, args, model),
         "ramp": lambda: bench_ramp(results, args),

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstmae import __version__, threads
+from lstmae import __version__, steps, threads
 from lstmae import params as limits
 from lstmae import threshold as thresholds
 from lstmae.artifact import load_model_file, params_of, save_model_file
@@ -53,6 +53,7 @@ from lstmae.stream import (
     ReconstructionRows,
     Rows,
     WindowRows,
+    describe_interval,
     pieces,
     typical_interval,
     window_frame,
@@ -77,6 +78,9 @@ MIN_HELDOUT_WINDOWS = 20
 OUTPUTS = (*LEVELS, "latent", "reconstruction")
 DEFAULT_WINDOW = limits.DEFAULTS["window"]  # also where --window auto finds no period
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
+# Steps --window auto suggests for a period too long for a window: about 100 a cycle.
+NICE_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+AUTO_STEPS_PER_PERIOD = 128
 
 
 # Which group of FitParams holds each parameter (e.g. "lr" -> "training").
@@ -162,6 +166,9 @@ class Detector:
         stage(f"checking {len(frame):,} rows")
         series = to_series(frame, p.data.columns, p.data.time_col, p.data.fill, source,
                            time_format=p.data.time_format)
+        if p.data.resample is not None:
+            stage(f"averaging {len(series.values):,} rows into steps of {p.data.resample}")
+            series = steps.average(series, limits.step_us(p.data.resample), source)
         if len(series.columns) > limits.MAX_COLUMNS:
             raise DataError(f"{source}: has {len(series.columns)} value columns, more than "
                             f"lstmae's limit of {limits.MAX_COLUMNS}; choose some with "
@@ -258,10 +265,30 @@ class Detector:
         if period is None:
             warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
                 f"{arg('window')} auto: no clear period in the training data; using "
-                f"{DEFAULT_WINDOW}"), stacklevel=3)
+                f"{DEFAULT_WINDOW}"), stacklevel=4)
             return DEFAULT_WINDOW
+        if period > AUTO_WINDOW_MAX:
+            warnings.warn(LstmaeWarning(self._long_period(period)), stacklevel=4)
         # One period per window, within what an LSTM handles well and fast.
         return int(np.clip(period, AUTO_WINDOW_MIN, AUTO_WINDOW_MAX))
+
+    def _long_period(self, period: int) -> str:
+        """What to say when the period is longer than the longest automatic window."""
+        text = (f"{arg('window')} auto: the data repeats every {period} rows, more than the "
+                f"{AUTO_WINDOW_MAX} rows of the longest window it picks; using "
+                f"{AUTO_WINDOW_MAX}, which sees part of a cycle")
+        if self.interval_ is None or self.time_kind_ not in steps.KINDS_WITH_STEPS:
+            return text
+        seconds = period * self.interval_
+        step = next((s for s in NICE_STEPS_S if s >= seconds / AUTO_STEPS_PER_PERIOD
+                     and s > self.interval_), None)
+        if step is None:
+            return text
+        name = next(f"{step // unit}{suffix}" for suffix, unit in
+                    (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)) if step % unit == 0)
+        return (f"{text}. To see whole cycles ({describe_interval(seconds, 'naive')}), "
+                f"average rows into steps: {arg('resample')} {name} gives "
+                f"{round(seconds / step)} steps a cycle")
 
     def _split(self, n_rows: int) -> tuple[int, int]:
         """Rows for training and, at the end in time order, for validation.
@@ -304,9 +331,16 @@ class Detector:
         self._check_fitted()
         data = self.params.data
         found = [str(c) for c in frame.columns]
-        return to_series(frame, self.columns_, self.time_col_ if self.time_col_ in found
-                         else None, data.fill, source,
-                         time_format=data.time_format, report=False)
+        series = to_series(frame, self.columns_, self.time_col_ if self.time_col_ in found
+                           else None, data.fill, source,
+                           time_format=data.time_format, report=False)
+        if data.resample is None:
+            return series
+        return steps.average(series, limits.step_us(data.resample), source)
+
+    def _step_us(self) -> int | None:
+        resample = self.params.data.resample
+        return None if resample is None else limits.step_us(resample)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -444,7 +478,7 @@ class Detector:
         with threads.using(None):
             for piece in pieces(frames, self.columns_, self.time_col_, self.window_,
                                 self.params.window.stride, data.fill, source, sort,
-                                data.time_format):
+                                data.time_format, self._step_us()):
                 if interval is not None:
                     interval.feed(piece)
                 out = self._forward(piece, scoring, "latent" in wanted,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -112,6 +113,10 @@ class DataParams:
         "How to read the time column (strftime), e.g. '%d/%m/%Y %H:%M'. Needed for "
         "day/month dates, which lstmae never guesses. Default: the model's (what fit was "
         "given), else ISO 8601 and other unambiguous forms."))
+    resample: str | None = field(default=None, metadata=option(
+        "Average rows into steps of this much time (e.g. 15min, 1h) before windowing, at "
+        "fit and score alike (the model keeps it): a window of 96 steps of 15min sees a "
+        "day. Needs a date-time column."))
 
     def check(self) -> None:
         if self.columns is not None:
@@ -121,6 +126,21 @@ class DataParams:
         if self.fill is not None:
             _choice(self, "fill", FILL_METHODS)
         check_time_format(self.time_format)
+        if self.resample is not None:
+            step_us(self.resample)
+
+
+STEP_UNITS_US = {"s": 10**6, "min": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6}
+MAX_STEP_US = 366 * STEP_UNITS_US["d"]
+
+
+def step_us(text: str) -> int:
+    """--resample's step in microseconds: a whole number and s, min, h or d ("15min")."""
+    match = re.fullmatch(r"\s*(\d{1,9})\s*(s|min|h|d)\s*", str(text).lower())
+    value = int(match.group(1)) * STEP_UNITS_US[match.group(2)] if match else 0
+    _need(0 < value <= MAX_STEP_US, "resample",
+          "a length of time such as 30s, 15min, 1h or 1d (at most 366d)", text)
+    return value
 
 
 def check_time_format(value: str | None) -> None:

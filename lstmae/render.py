@@ -173,9 +173,11 @@ def fit_summary(detector, model: str) -> str:
     t = detector.training_
     processes = f" x {t['processes']} processes" if t["processes"] > 1 else ""
     auto = " (auto: dominant period)" if detector.params.window.window == "auto" else ""
+    resample = detector.params.data.resample
+    unit = f"steps of {resample}" if resample else "rows"
     return (
-        f"fitted {model}: {t['rows']} rows, {t['train_windows']} training + "
-        f"{t['val_windows']} held-out windows of {detector.window_} rows{auto}, columns "
+        f"fitted {model}: {t['rows']} {unit}, {t['train_windows']} training + "
+        f"{t['val_windows']} held-out windows of {detector.window_} {unit}{auto}, columns "
         f"{', '.join(detector.columns_)}; {t['epochs_run']} epochs "
         f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
         f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
@@ -257,7 +259,9 @@ def info_table(model: str, meta: dict, detector) -> Table:
     rows = [
         ("columns", ", ".join(meta["columns"])),
         ("time column", time),
-        ("window / stride", f"{meta['window']} / {meta['stride']}"),
+        ("window / stride", f"{meta['window']} / {meta['stride']}" + (
+            f" steps of {detector.params.data.resample} (rows averaged)"
+            if detector.params.data.resample else "")),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
         ("loss / error", f"{meta['loss']} (training) / {error.kind} (window error" + peaks),

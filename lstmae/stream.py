@@ -21,6 +21,7 @@ import pandas as pd
 from lstmae.errors import DataError, LstmaeWarning, name_list, shorten
 from lstmae.metrics import runs
 from lstmae.series import OrderNotes, Series, to_series, warn_order
+from lstmae.steps import StepAverager, check_kind
 
 
 @dataclass
@@ -51,8 +52,12 @@ def pieces(
     source: str,
     sort: bool,
     time_format: str | None = None,
+    resample_us: int | None = None,
 ) -> Iterator[Piece]:
     """Validate each frame and yield the pieces to score, in order.
+
+    resample_us: average rows into steps of this many microseconds (lstmae.steps);
+    the pieces then hold steps, and windows are windows of steps.
 
     sort=True allows one frame to be out of time order (it is sorted, with a
     warning); across frames rows must already be in order (a clock stepping back
@@ -67,12 +72,13 @@ def pieces(
     notes = OrderNotes()
     kind = None  # how the first batch wrote its times: all batches must agree
     earliest = None  # the first time seen: where a clock stepping back may land
+    averager = StepAverager(resample_us) if resample_us else None
+    first_row = 0  # the file's row number of the current frame's first row
     current = next(frames, None)
     while current is not None:
         following = next(frames, None)  # one frame ahead, to know which piece is last
         last = following is None
         _check_columns(current, columns, source)
-        first_row = offset + (0 if carried is None else len(carried.values))
         new = to_series(current, columns, time_col if time_col in current.columns else None,
                         fill, source, sort=sort, first_row=first_row, time_format=time_format,
                         report=False, earliest=earliest)
@@ -89,6 +95,10 @@ def pieces(
         if new.time_col is not None and len(new.index):
             first = new.index.min()
             earliest = first if earliest is None else min(earliest, first)
+        first_row += len(current)
+        if averager is not None:
+            check_kind(new, source)
+            new = averager.feed(new, last)
         series = _join(carried, new, offset)
         n_carried = 0 if carried is None else len(carried.values)
         starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last,

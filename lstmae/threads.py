@@ -17,6 +17,12 @@ Training steps and forward passes are timed apart ("phases"): they differ in
 cost per window and in what suits them. Only CPU work is managed; a GPU's
 batches are not timed.
 
+Results: a forward pass gives the same numbers at any thread count (checked at
+12-256 windows; smaller batches run on one thread), so scores do not depend on
+the choice. Training does: one and two threads sum gradients in another order,
+so two `auto` fits whose choices differed give models that differ in the last
+digits. `--threads N` fits the same model bit for bit every time.
+
 One policy is active at a time (torch's thread count is the process's):
 `using(setting)` installs one for a block and restores torch's count after it;
 `lstmae fit` and `score` install theirs from `--threads`; Detector's methods
@@ -39,6 +45,10 @@ PROBE_BATCHES = 3  # timed batches per candidate count in a probe
 FIRST_HOLD_S, MAX_HOLD_S = 5.0, 60.0
 LOAD_CHANGE = 1.5  # batch times this many times slower or faster than probed: probe again
 RECENT = 5  # batches whose median is compared with the probe
+# Forward passes of fewer windows than this run on one thread under `auto`: two threads
+# gain nothing there, and oneDNN's LSTM gave other last bits at 2 threads than at 1 for
+# 5-11 windows (at 12-256 the same), so scores would depend on the thread choice.
+SMALL_BATCH = 16
 # Below this share of the CPU time its threads asked for, the process is being made to
 # wait by other jobs: say so (lstmae.render, the progress line).
 STARVED_SHARE = 0.7
@@ -150,6 +160,8 @@ class ThreadPolicy:
         if chooser is None and self.setting == AUTO:
             chooser = self._phases.setdefault((phase, size), Chooser(self.most))
         threads = chooser.threads if chooser is not None else self.most
+        if chooser is not None and phase == "forward" and windows < SMALL_BATCH:
+            threads, chooser = 1, None  # not timed: not what the phase's batches cost
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         cpu, wall = _cpu_seconds(), time.perf_counter()

@@ -96,6 +96,9 @@ def accumulate_windows(
         counts[starts + step] += 1
 
 
+MIN_PEAK_RISE = 0.1  # of the autocorrelation, from the lowest point before a peak
+
+
 def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int | None:
     """The period of the series: a lag in [low, high] where the autocorrelation peaks.
 
@@ -117,7 +120,11 @@ def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int |
         return None
     acf = (acf[:, usable] / variance[usable]).mean(axis=1)
     lags = np.arange(low, high + 1)
-    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1]) & (acf[lags] > 0.1)]
+    # A period's peak rises out of a dip before it: on a smooth series (a daily cycle
+    # sampled every minute) noise makes tiny bumps where the correlation is still near 1.
+    risen = acf[lags] - np.minimum.accumulate(acf[lags])
+    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1]) & (acf[lags] > 0.1)
+                 & (risen >= MIN_PEAK_RISE)]
     if peaks.size == 0:
         return None
     # The shortest strong period: a daily cycle rather than the week it repeats in.
