@@ -7,8 +7,9 @@ time step of the LSTM and two threads ran 2.5-3x slower than one (bench/README.m
 changes while a fit runs, so `auto` times batches at each candidate count now
 and then and keeps the fastest:
 
-- probe: a few batches at the most threads allowed, then at half as many, down
-  to 1, while each is faster than the last; keep the fastest;
+- probe: a few batches at a first guess (the CPUs no other process is running
+  on right now), then at the other counts (the most allowed, half as many,
+  ..., 1), nearest first, until two in a row were slower; keep the fastest;
 - hold it for a while (5 s, doubling up to a minute while the answer stays the
   same), or until batches run 1.5x slower or faster than the probe measured
   (the load changed), then probe again.
@@ -33,6 +34,7 @@ had when the block began (OMP_NUM_THREADS, torch.set_num_threads, torchrun's 1).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import statistics
 import time
@@ -70,13 +72,33 @@ def ladder(most: int) -> list[int]:
     return counts
 
 
+def free_cpus(most: int) -> int:
+    """A first guess at the threads that will run fastest: the usable CPUs that other
+    processes are not running on right now (Linux's count of runnable threads, ours
+    included), between 1 and `most`. The probe checks the guess."""
+    try:
+        with open("/proc/loadavg") as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return most
+    others = max(0, runnable - 1)  # this thread is running: it is reading the file
+    return max(1, min(most, usable_cpus() - others))
+
+
+def probe_order(candidates: list[int], first: int) -> list[int]:
+    """`first`, then the other counts from the nearest (in factors of two) outwards."""
+    rest = [c for c in candidates if c != first]
+    return [first, *sorted(rest, key=lambda c: (abs(math.log2(c / first)), c))]
+
+
 class Chooser:
     """The thread count of one phase: probe, hold, probe again when the load changes."""
 
-    def __init__(self, most: int, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, most: int, clock: Callable[[], float] = time.perf_counter,
+                 first: int | None = None):
         self.candidates = ladder(most)
         self.clock = clock
-        self.threads = self.candidates[0]
+        self.threads = first if first in self.candidates else self.candidates[0]
         self.probes = 0
         self._hold_s = FIRST_HOLD_S
         self._last_choice: int | None = None
@@ -87,11 +109,13 @@ class Chooser:
         self._start_probe()
 
     def _start_probe(self) -> None:
+        """Probe from the count in use (the first guess, or the last choice) outwards."""
         self._probing = len(self.candidates) > 1
-        self._step = 0  # index into candidates
+        self._order = probe_order(self.candidates, self.threads)
+        self._step = 0  # index into _order
+        self._slower = 0  # candidates in a row slower than the best so far
         self._times: list[float] = []
         self._rates: dict[int, float] = {}
-        self.threads = self.candidates[0]
 
     def record(self, threads: int, seconds_per_window: float) -> None:
         """A batch ran at `threads` threads and took this long per window."""
@@ -107,13 +131,14 @@ class Chooser:
         self._times.append(seconds)
         if len(self._times) < PROBE_BATCHES:
             return
-        count = self.candidates[self._step]
+        count = self._order[self._step]
         self._rates[count] = statistics.median(self._times)
         self._times = []
         best = min(self._rates, key=self._rates.__getitem__)
+        self._slower = 0 if best == count else self._slower + 1
         self._step += 1
-        if best == count and self._step < len(self.candidates):
-            self.threads = self.candidates[self._step]  # fewer threads may be faster still
+        if self._step < len(self._order) and self._slower < 2:
+            self.threads = self._order[self._step]
             return
         self._probing = False
         self.probes += 1
@@ -158,7 +183,8 @@ class ThreadPolicy:
             return
         chooser = self._phases.get((phase, size))
         if chooser is None and self.setting == AUTO:
-            chooser = self._phases.setdefault((phase, size), Chooser(self.most))
+            chooser = self._phases.setdefault(
+                (phase, size), Chooser(self.most, first=free_cpus(self.most)))
         threads = chooser.threads if chooser is not None else self.most
         if chooser is not None and phase == "forward" and windows < SMALL_BATCH:
             threads, chooser = 1, None  # not timed: not what the phase's batches cost

@@ -44,6 +44,15 @@ def test_one_thread_is_kept_when_it_is_faster_as_under_load():
     assert chooser.threads == 1
 
 
+def test_a_first_guess_of_one_thread_costs_no_slow_warm_up():
+    clock = Clock()
+    chooser = threads.Chooser(2, clock, first=1)
+    counts = drive(chooser, clock, {2: 0.127, 1: 0.049}.__getitem__, 20)
+    assert counts[:7] == [1, 1, 1, 1, 2, 2, 2] and set(counts[7:]) == {1}
+    assert threads.probe_order([16, 8, 4, 2, 1], 4) == [4, 2, 8, 1, 16]
+    assert 1 <= threads.free_cpus(2) <= 2
+
+
 def test_two_threads_are_kept_on_a_quiet_machine_and_the_probe_grows_rare():
     clock = Clock()
     chooser = threads.Chooser(2, clock)
