@@ -106,3 +106,19 @@ def test_resample_without_a_time_column_is_one_error_line(tmp_path):
     assert not (tmp_path / "m.lstmae").exists()
     bad = run_lstmae("fit", str(data), "-m", str(tmp_path / "m.lstmae"), "--resample", "5m")
     assert bad.returncode == 2 and "--resample" in bad.stderr_text
+
+
+def test_errors_in_a_later_batch_name_the_file_row_after_dropped_rows(tmp_path):
+    # pieces() counts the rows it read, not the rows left after --fill drop
+    v = np.sin(np.arange(300) / 5).astype(object)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=300, freq="1min")
+                          .astype(str), "v": v})
+    frame.loc[10:19, "v"] = np.nan
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    run_lstmae("fit", str(tmp_path / "train.csv"), "-m", str(tmp_path / "m.lstmae"), "--fill",
+               "drop", "--window", "8", "--epochs", "1", "-q", check=True)
+    frame.loc[250, "v"] = "oops"  # the 251st data row, in the third batch of 100
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    proc = run_lstmae("score", str(tmp_path / "bad.csv"), "-m", str(tmp_path / "m.lstmae"),
+                      "--batch-rows", "100", "-q", "-o", str(tmp_path / "out.csv"))
+    assert proc.returncode == 2 and "row 251" in proc.stderr_text
