@@ -57,6 +57,7 @@ from lstmae.metrics import (
     vus_pr,
     vus_roc,
 )
+from lstmae.params import FLAT_NAMES
 
 ALL_DETECTORS = ("lstmae", "zscore", "pca", "iforest")
 SKLEARN_DETECTORS = ("pca", "iforest")
@@ -725,7 +726,7 @@ def _quiet_table(quiet: list[dict], detectors: list[str]):
 
 
 def parse_sets(items: list[str]) -> dict:
-    allowed = [p for p in inspect.signature(Detector).parameters if p != "self"]
+    allowed = list(FLAT_NAMES)  # Detector(**params) takes lstmae fit's parameters
     params = {}
     for item in items:
         key, sep, text = item.partition("=")
