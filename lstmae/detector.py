@@ -78,7 +78,8 @@ MIN_HELDOUT_WINDOWS = 20
 OUTPUTS = (*LEVELS, "latent", "reconstruction")
 DEFAULT_WINDOW = limits.DEFAULTS["window"]  # also where --window auto finds no period
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
-# Steps --window auto suggests for a period too long for a window: about 100 a cycle.
+# The --resample step --window auto suggests for a period too long for a window: the
+# shortest of these that gives at most AUTO_STEPS_PER_PERIOD steps a cycle.
 NICE_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 AUTO_STEPS_PER_PERIOD = 128
 
@@ -185,7 +186,7 @@ class Detector:
         scaled = torch.from_numpy(self.scaler_.transform(series.values))
         n_rows = len(scaled)
         if p.window.window == "auto":
-            stage("finding the period (--window auto)")
+            stage("finding the period (window auto)")
         self.window_ = self._choose_window(scaled.numpy())
         self._check_stride(n_rows, source)
 
