@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import inspect
 import json
 import math
 import platform
@@ -57,7 +56,7 @@ from lstmae.metrics import (
     vus_pr,
     vus_roc,
 )
-from lstmae.params import FLAT_NAMES
+from lstmae.params import DEFAULTS, FLAT_NAMES
 
 ALL_DETECTORS = ("lstmae", "zscore", "pca", "iforest")
 SKLEARN_DETECTORS = ("pca", "iforest")
@@ -517,8 +516,7 @@ def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -
     window = None  # what lstmae used; the references use the same
     for name in detectors:
         if name != "lstmae" and window is None:
-            requested = params.get("window", inspect.signature(Detector).parameters[
-                "window"].default)
+            requested = params.get("window", DEFAULTS["window"])
             window = int(requested) if requested != "auto" else int(np.clip(sw, 8, 256))
             record["reference_window_note"] = (
                 "no window from lstmae on this series; the references use "
