@@ -154,7 +154,7 @@ class Chooser:
         if self.clock() >= self._until:
             self._start_probe()
             return
-        if len(self._recent) == RECENT:
+        if len(self._recent) == RECENT and self._expected > 0:
             ratio = statistics.median(self._recent) / self._expected
             if ratio > LOAD_CHANGE or ratio < 1 / LOAD_CHANGE:
                 self._hold_s = FIRST_HOLD_S / 2  # doubles back to FIRST_HOLD_S if unchanged
