@@ -171,7 +171,7 @@ class ThreadPolicy:
         self.most = torch.get_num_threads() if setting == AUTO else int(setting)
         self._phases: dict[tuple[str, int], Chooser] = {}
         self._batches: dict[str, dict[int, int]] = {}  # phase -> thread count -> batches
-        self._cpu_s = self._wall_s = self._asked_s = 0.0
+        self._cpu_s = self._asked_s = 0.0
 
     @contextlib.contextmanager
     def batch(self, phase: str, size: int, windows: int, device: torch.device
@@ -194,7 +194,6 @@ class ThreadPolicy:
         yield
         wall = time.perf_counter() - wall
         self._cpu_s += _cpu_seconds() - cpu
-        self._wall_s += wall
         self._asked_s += wall * threads
         counts = self._batches.setdefault(phase, {})
         counts[threads] = counts.get(threads, 0) + 1
