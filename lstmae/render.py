@@ -51,19 +51,24 @@ def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
 def describe_threads(report: dict | None) -> str:
     """A model file's training["threads"] in words: 'threads auto (2 of 2; 1 on 4% of
     batches)', 'threads 1', with a note when other jobs kept the CPUs from it."""
-    if not report or not report.get("batches"):
-        return ""  # trained on a GPU, or by lstmae before 0.2
-    batches = {int(n): b for n, b in report["batches"].items()}
+    if not report:
+        return ""  # lstmae before 0.2
+    try:
+        batches = {int(n): int(b) for n, b in report["batches"].items()}
+        setting, most, share = report["setting"], int(report["most"]), report.get("cpu_share")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "threads: (record unreadable)"  # a file edited by hand or damaged
     total = sum(batches.values())
+    if total <= 0:
+        return ""  # trained on a GPU
     main = max(batches, key=batches.__getitem__)
     others = "; ".join(f"{n} on {b / total:.0%} of batches" for n, b in batches.items()
                        if n != main)
-    if report["setting"] == "auto":
-        text = f"threads auto ({main} of {report['most']}{'; ' + others if others else ''})"
+    if setting == "auto":
+        text = f"threads auto ({main} of {most}{'; ' + others if others else ''})"
     else:
-        text = f"threads {report['setting']}"
-    share = report.get("cpu_share")
-    if share is not None and share < threads.STARVED_SHARE:
+        text = f"threads {printable(str(setting))}"
+    if isinstance(share, (int, float)) and share < threads.STARVED_SHARE:
         text += f", busy machine: got {share:.0%} of the CPU time asked for"
     return text
 

@@ -114,6 +114,8 @@ def test_a_bad_setting_is_refused():
      "threads 2, busy machine: got 62% of the CPU time asked for"),
     ({"setting": "auto", "most": 2, "batches": {}, "cpu_share": None}, ""),  # a GPU
     (None, ""),  # a model file from before 0.2
+    ({"setting": "auto", "batches": {"2": 5}}, "threads: (record unreadable)"),  # damaged
+    ({"setting": "auto", "most": 2, "batches": "x"}, "threads: (record unreadable)"),
 ])
 def test_threads_in_words(report, expected):
     assert describe_threads(report) == expected
