@@ -75,6 +75,33 @@ class Series:
         if self.rows is None:
             self.rows = np.arange(len(self.values), dtype=np.int64)
 
+    def part(self, rows: slice) -> Series:
+        """Some of the rows, as a Series of their own."""
+        return Series(self.values[rows], self.index[rows], self.columns, self.time_col,
+                      self.labels[rows], self.rows[rows], self.time_kind)
+
+
+def join_series(first: Series, second: Series) -> Series:
+    """Two runs of rows of the same columns as one, `first` before `second`."""
+    return Series(
+        values=np.concatenate([first.values, second.values]),
+        index=np.concatenate([first.index, second.index]),
+        columns=second.columns,
+        time_col=second.time_col,
+        labels=concat_labels(first.labels, second.labels),
+        rows=np.concatenate([first.rows, second.rows]),
+        time_kind=second.time_kind,
+    )
+
+
+def concat_labels(first, second):
+    """Two runs of time labels as one; times in different zones become Timestamps."""
+    if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and (
+        first.dtype == second.dtype
+    ):
+        return np.concatenate([first, second])
+    return pd.concat([pd.Series(first), pd.Series(second)], ignore_index=True).array
+
 
 # ---------------------------------------------------------------- time
 def find_time_column(frame: pd.DataFrame, time_col: str | None) -> str | None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lstmae.errors import OptionError, arg
-from lstmae.series import Series
+from lstmae.series import Series, join_series
 
 KINDS_WITH_STEPS = ("naive", "aware")  # date-times; numbers and row numbers have no clock
 
@@ -44,13 +44,13 @@ class StepAverager:
         self.held: Series | None = None  # the rows of a step not known to be complete
 
     def feed(self, new: Series, last: bool) -> Series:
-        series = new if self.held is None else _concat(self.held, new)
+        series = new if self.held is None else join_series(self.held, new)
         ids = series.index.astype("datetime64[us]").view(np.int64) // self.step_us
         n = len(ids)
         firsts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if n else np.empty(0, int)
         complete = len(firsts) if last else max(0, len(firsts) - 1)
         cut = firsts[complete] if complete < len(firsts) else n
-        self.held = None if cut == n else _rows(series, slice(cut, n))
+        self.held = None if cut == n else series.part(slice(cut, n))
         firsts = firsts[:complete]
         counts = np.diff(np.r_[firsts, cut])
         values = (np.add.reduceat(series.values[:cut], firsts, axis=0) / counts[:, None]
@@ -74,17 +74,3 @@ def _shift_back(labels, micros: np.ndarray):
     if isinstance(labels, np.ndarray) and labels.dtype == object:  # Timestamps, mixed zones
         return labels - pd.to_timedelta(micros, unit="us").to_pytimedelta()
     return labels - micros.astype("timedelta64[us]")
-
-
-def _rows(series: Series, part: slice) -> Series:
-    return Series(series.values[part], series.index[part], series.columns, series.time_col,
-                  series.labels[part], series.rows[part], series.time_kind)
-
-
-def _concat(first: Series, second: Series) -> Series:
-    from lstmae.stream import concat_labels
-
-    return Series(np.concatenate([first.values, second.values]),
-                  np.concatenate([first.index, second.index]), second.columns,
-                  second.time_col, concat_labels(first.labels, second.labels),
-                  np.concatenate([first.rows, second.rows]), second.time_kind)

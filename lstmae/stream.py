@@ -20,7 +20,7 @@ import pandas as pd
 
 from lstmae.errors import DataError, LstmaeWarning, name_list, shorten
 from lstmae.metrics import runs
-from lstmae.series import OrderNotes, Series, to_series, warn_order
+from lstmae.series import OrderNotes, Series, join_series, to_series, warn_order
 from lstmae.steps import StepAverager, check_kind
 
 
@@ -107,7 +107,7 @@ def pieces(
         next_window += len(starts)
         keep = len(series.values) - max(0, len(series.values) - (window - 1))
         offset += len(series.values) - keep
-        carried = _tail(series, keep)
+        carried = series.part(slice(len(series.values) - keep, None))
         current = following
     if carried is None:
         raise DataError(f"{source}: holds no data rows")
@@ -148,37 +148,12 @@ def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None
         )
 
 
-def concat_labels(first, second):
-    """Two runs of time labels as one; times in different zones become Timestamps."""
-    if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and (
-        first.dtype == second.dtype
-    ):
-        return np.concatenate([first, second])
-    return pd.concat([pd.Series(first), pd.Series(second)], ignore_index=True).array
-
-
 def _join(carried: Series | None, new: Series, offset: int) -> Series:
     if new.time_col is None:  # row numbers count from the start of the whole stream
         start = offset + (0 if carried is None else len(carried.values))
         new.index = np.arange(start, start + len(new.values), dtype=np.int64)
         new.labels = new.index
-    if carried is None:
-        return new
-    return Series(
-        values=np.concatenate([carried.values, new.values]),
-        index=np.concatenate([carried.index, new.index]),
-        columns=new.columns,
-        time_col=new.time_col,
-        labels=concat_labels(carried.labels, new.labels),
-        rows=np.concatenate([carried.rows, new.rows]),
-        time_kind=new.time_kind,
-    )
-
-
-def _tail(series: Series, rows: int) -> Series:
-    cut = len(series.values) - rows
-    return Series(series.values[cut:], series.index[cut:], series.columns, series.time_col,
-                  series.labels[cut:], series.rows[cut:], series.time_kind)
+    return new if carried is None else join_series(carried, new)
 
 
 def _starts_ending_in(
