@@ -226,10 +226,11 @@ def _need_stdout() -> None:
         raise OptionError("standard output is closed; this command prints its result there")
 
 
-def _output_format(fmt, output: str | None, inputs=()) -> str:
+def _output_format(fmt, output: str | None, inputs=(), prom: bool = False) -> str:
     """Pick the output format and check the target before any work is done.
 
     inputs: (what, path) of the command's inputs, which the output must not be.
+    prom: the command can write Prometheus text (score).
     """
     from lstmae.output import check_output, format_for
 
@@ -240,6 +241,9 @@ def _output_format(fmt, output: str | None, inputs=()) -> str:
             )
         return "table"
     chosen = format_for(output, fmt.value if fmt else None)
+    if chosen == params.PROM and not prom:
+        raise OptionError("--format prom (Prometheus text) is for score; use csv, json or "
+                          "parquet here")
     if output not in (None, "-"):
         check_output(output, inputs)
     elif sys.stdout is None:
@@ -251,8 +255,9 @@ def _output_format(fmt, output: str | None, inputs=()) -> str:
     return chosen
 
 
-def _write_rows(parts, fmt: str, output: str | None, top: int):
+def _write_rows(parts, fmt: str, output: str | None, top: int, flush: bool = False):
     """Write frames as they come; for a table, keep the first `top` rows to show.
+    flush: pass each frame on at once (--follow).
 
     Returns the rows kept (with attrs["rows"] = how many rows there were in all).
     """
@@ -265,6 +270,8 @@ def _write_rows(parts, fmt: str, output: str | None, top: int):
         for frame in parts:
             if writer is not None:
                 writer.write(frame)
+                if flush:
+                    writer.flush()
             elif total < top:
                 kept.append(frame.head(top - total))
             total += len(frame)
@@ -387,16 +394,41 @@ def score(
     ] = None,
     level: Annotated[
         Level, typer.Option(help="window: one row per window; point: one row per input row "
-                            "(causal score); event: runs of anomalous windows merged.")
+                            "(causal score, alarm on the row where an event opens); event: "
+                            "one row per incident.")
     ] = Level["window"],
     per_column: Annotated[
         bool, typer.Option(help="Add error_<col> for each model column.")
     ] = False,
+    cooldown: Annotated[
+        int | None, typer.Option(help="Anomalous windows whose ends are at most this many rows "
+                                 "apart are one event (one alarm). Default: the window.",
+                                 min=1, max=params.MAX_COOLDOWN, show_default=False)
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Remember where scoring stopped in this file: the next "
+                                 "run skips rows already scored, goes on with their context "
+                                 "and event ids, and pages only for new events.",
+                                 metavar="FILE")
+    ] = None,
+    reset_state: Annotated[
+        bool, typer.Option(help="Start the --state file over (as if it did not exist).")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option(help="Score rows as they arrive, on stdin (-) or as the file grows "
+                           "(like tail -F), writing each row at once; Ctrl-C or the end of "
+                           "stdin stops.")
+    ] = False,
     fmt: FormatOpt = None,
-    output: OutputOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write here (.csv, .csv.gz, .jsonl, .parquet, or "
+                     ".prom: Prometheus text of the latest scores) instead of stdout."),
+    ] = None,
     top: TopOpt = 20,
     fail_on_anomaly: Annotated[
-        bool, typer.Option(help="Exit with status 1 when any window is anomalous.")
+        bool, typer.Option(help="Exit with status 1 when any window is anomalous; with "
+                           "--state, only when an event opened in this run.")
     ] = False,
     batch_rows: BatchRowsOpt = None,
     time_format: TimeFormatOpt = None,
@@ -406,34 +438,49 @@ def score(
     """Score new data: reconstruction error, threshold and anomalies per window, row or event.
 
     Example: lstmae score server_test.csv -m server.lstmae --threshold 0.3 -o scores.csv
+
+    From cron: lstmae score last-hour.csv -m server.lstmae --state server.state
+    --fail-on-anomaly (exit 1 only when an incident opened since the last run)
     """
-    out_format = _output_format(fmt, output, [("data", data), ("model", model)])
+    inputs = [("data", data), ("model", model)]
+    out_format = _output_format(fmt, output, inputs, prom=True)
+    if follow and out_format == "table":
+        out_format = "csv"  # rows as they come: a table needs them all
+    if follow and out_format == "parquet":
+        raise OptionError("--follow writes rows as they come: use csv or json, or -o FILE.prom")
+    if reset_state and state is None:
+        raise OptionError("--reset-state goes with --state FILE")
+    if state is not None:
+        from lstmae.output import check_output
+
+        check_output(state, inputs, option="--state")
     policy = _threads(threads)
     detector = _load(model, time_format)
     limit, how = detector.threshold_for(threshold, threshold_quantile, risk, margin)
-    from lstmae.read import iter_frames
+    cooldown = detector.check_cooldown(cooldown)
     from lstmae.render import ScoreReport
+    from lstmae.scoring_run import ScoringRun
 
+    run = ScoringRun(detector, data, limit, cooldown, state, reset_state, follow)
+    report = ScoreReport(level.value, top, per_column, table=out_format == "table")
+    prom_path = (output or "-") if out_format == params.PROM else None
     with policy:
-        parts = detector.iter_score(iter_frames(data, batch_rows), threshold=limit,
-                                    source=_source(data),
-                                    levels={"window", "event", level.value})
-        report = ScoreReport(level.value, top, per_column, table=out_format == "table")
-        rows = (report.take(part) for part in parts)
+        rows = run.saving(run.parts(batch_rows, level.value, report), prom_path)
         shown = None
-        if out_format == "table" and level.value == "window":
+        if out_format == params.PROM or (out_format == "table" and level.value == "window"):
             for _ in rows:  # the table shows the largest errors, gathered by the report
                 pass
         else:
-            shown = _write_rows(rows, out_format, output, top)
-    summary = report.summary(limit, how, detector.window_)
+            shown = _write_rows(rows, out_format, output, top, flush=follow)
+        run.finish(prom_path)
+    summary = report.summary(limit, how, detector.window_, run.state_note())
     if out_format == "table":
         report.print_tables(summary, shown)
     elif not quiet:
         stderr.print(summary, soft_wrap=True)
         for line in report.event_lines():
             stderr.print(line, soft_wrap=True)
-    if fail_on_anomaly and report.anomalies:
+    if fail_on_anomaly and run.alarming(report):
         raise typer.Exit(EXIT_ANOMALY)
 
 

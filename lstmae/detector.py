@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from lstmae.errors import (
     arg,
     shorten,
 )
+from lstmae.events import Events
 from lstmae.inference import SCORE_BATCH, forward
 from lstmae.model import LSTMAutoencoder, ModelConfig
 from lstmae.params import LEVELS, FitParams
@@ -54,6 +55,8 @@ from lstmae.stream import (
     Rows,
     WindowRows,
     describe_interval,
+    finish_events,
+    latest_window,
     pieces,
     typical_interval,
     window_frame,
@@ -70,6 +73,9 @@ from lstmae.train import (
     training_precision,
 )
 from lstmae.windows import Scaler, accumulate_windows, dominant_period, window_starts, window_view
+
+if TYPE_CHECKING:
+    from lstmae.state import ScoreState
 
 # Fewer held-out windows than this cannot calibrate a 0.99 quantile or stop early
 # meaningfully; then training windows are used for both.
@@ -442,6 +448,9 @@ class Detector:
         source: str = "data",
         sort: bool = False,
         levels: Iterable[str] = LEVELS,
+        cooldown: int | None = None,
+        state: ScoreState | None = None,
+        log_events: bool = False,
     ) -> Iterator[dict[str, pd.DataFrame]]:
         """`score_all` for data arriving in batches of rows (in time order), batch by batch.
 
@@ -449,11 +458,17 @@ class Detector:
         and the events that closed in it (the `levels` asked for); memory does
         not grow with the data. Point rows cost as much as the model on wide
         data, so they are built only when asked for.
+
+        cooldown: anomalous windows whose ends are at most this many rows apart are one
+        event (default: the window). state: go on from an earlier run and keep it up to
+        date (lstmae.state; the stream is then endless: an event still open at the end
+        is held in the state). log_events: write an event row also as the event opens.
         """
         levels = set(levels)
         if not levels <= set(LEVELS):
             raise OptionError(f"levels must be among {', '.join(LEVELS)} (got {sorted(levels)})")
-        return self.iter_outputs(frames, levels, threshold, source, sort)
+        return self.iter_outputs(frames, levels, threshold, source, sort, cooldown, state,
+                                 log_events)
 
     def iter_outputs(
         self,
@@ -462,6 +477,9 @@ class Detector:
         threshold: float | None = None,
         source: str = "data",
         sort: bool = False,
+        cooldown: int | None = None,
+        state: ScoreState | None = None,
+        log_events: bool = False,
     ) -> Iterator[dict[str, pd.DataFrame]]:
         """The outputs asked for (OUTPUTS), batch by batch, from one forward pass per batch:
         each output is a `Rows` of lstmae.stream, fed every piece of the data in turn."""
@@ -472,36 +490,62 @@ class Detector:
                               f"(got {sorted(wanted)})")
         scoring = bool(wanted & set(LEVELS))
         limit = self.threshold_for(threshold)[0] if scoring else math.nan
-        rows = {name: self._rows(name, limit) for name in OUTPUTS if name in wanted}
+        cooldown = self.check_cooldown(cooldown)
+        tracker = state.events if state is not None else Events(self.columns_, cooldown)
+        tracker.cooldown = cooldown
+        rows = {name: self._rows(name, limit, state, log_events)
+                for name in OUTPUTS if name in wanted}
         interval = IntervalCheck(self.interval_, source) if scoring else None
         data = self.params.data
         # The active thread policy, or `auto` while this generator runs (lstmae.threads).
         with threads.using(None):
             for piece in pieces(frames, self.columns_, self.time_col_, self.window_,
                                 self.params.window.stride, data.fill, source, sort,
-                                data.time_format, self._step_us()):
+                                data.time_format, self._step_us(),
+                                None if state is None else state.position):
                 if interval is not None:
                     interval.feed(piece)
                 out = self._forward(piece, scoring, "latent" in wanted,
                                     "reconstruction" in wanted, limit)
+                if out.windows is not None:
+                    out.events = tracker.feed(piece, out.windows)
+                    if state is not None:
+                        state.latest = latest_window(piece, out.windows) or state.latest
                 result = {}
                 for name, output in rows.items():
                     result[name] = output.feed(piece, out)
                     finished = output.finish() if piece.last else None
-                    if finished is not None:  # an event still open when the data ends
+                    if finished is not None:
                         result[name] = pd.concat([result[name], finished], ignore_index=True)
+                if piece.last and "event" in result and tracker.open is not None:
+                    # The event still open when the data ends (not so with a state: it goes on).
+                    result["event"] = pd.concat([result["event"], finish_events(tracker)],
+                                                ignore_index=True)
                 if piece.last and interval is not None:
                     interval.finish(self.time_kind_)
                 yield result
 
-    def _rows(self, name: str, limit: float) -> Rows:
+    def check_cooldown(self, cooldown: int | None) -> int:
+        """The cooldown in rows (steps with resample): the window when not given."""
+        if cooldown is None:
+            return self.window_
+        if isinstance(cooldown, bool) or not isinstance(cooldown, (int, np.integer)) or not (
+            1 <= cooldown <= limits.MAX_COOLDOWN
+        ):
+            raise OptionError(f"{arg('cooldown')} must be a whole number of rows from 1 to "
+                              f"{limits.MAX_COOLDOWN} (got {cooldown!r})")
+        return int(cooldown)
+
+    def _rows(self, name: str, limit: float, state: ScoreState | None = None,
+              log_events: bool = False) -> Rows:
         """The output `name` (one of OUTPUTS), refused if its columns would repeat a name."""
         if name == "point":
             time = self.time_col_ or "row"
             self._check_output_names(
-                [time, "score", "threshold", "anomaly", *(f"error_{c}" for c in self.columns_)],
+                [time, "score", "threshold", "anomaly", "alarm",
+                 *(f"error_{c}" for c in self.columns_)],
                 f"the time column '{time}'")
-            return PointRows(limit)
+            return PointRows(limit, None if state is None else state.latest)
         if name == "reconstruction":
             self._check_output_names(
                 ([self.time_col_] if self.time_col_ else [])
@@ -509,7 +553,7 @@ class Detector:
                 "a column named like another's reconstruction (<col>_recon)")
             return ReconstructionRows(self.columns_, self.scaler_.inverse)
         if name == "event":
-            return EventRows(self.columns_)
+            return EventRows(log_events)
         return WindowRows() if name == "window" else LatentRows()
 
     @torch.inference_mode()

@@ -39,6 +39,7 @@ _SUFFIX_FORMATS = {
     ".ndjson": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".prom": "prom",
 }
 # JSON has no infinity: an error that overflowed is written as the largest double,
 # which every JSON reader parses as a number above any threshold.
@@ -59,7 +60,7 @@ def format_for(path: str | None, fmt: str | None) -> str | None:
     if suffix not in _SUFFIX_FORMATS:
         raise OptionError(
             f"--output {path}: cannot tell the format from '{suffix or 'no extension'}'; "
-            "use .csv, .jsonl or .parquet, or give --format"
+            "use .csv, .jsonl, .parquet or .prom, or give --format"
         )
     return _SUFFIX_FORMATS[suffix]
 
@@ -338,6 +339,11 @@ class TableWriter:
             self._empty = frame
             return
         self._write(frame)
+
+    def flush(self) -> None:
+        """Pass what is written on at once (--follow: a row as soon as it is scored)."""
+        if self.path is None and self.fmt != "parquet":
+            self._handle.flush()
 
     def _write(self, frame: pd.DataFrame) -> None:
         if self.fmt == "parquet":

@@ -31,7 +31,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 THRESHOLD_METHODS = ("max", "quantile", "pot", "sigma")
 FILL_METHODS = ("ffill", "interpolate", "drop")
 LEVELS = ("window", "point", "event")  # what `score` reports: a row per window, row or event
-OUTPUT_FORMATS = ("csv", "json", "parquet")  # what -o writes; a terminal also gets "table"
+OUTPUT_FORMATS = ("csv", "json", "parquet", "prom")  # what -o writes; a terminal also gets "table"
+PROM = "prom"  # Prometheus text (score only): the latest scores, not rows
 
 MAX_WINDOW = 4096  # rows per window; `--window auto` stays within 8..256
 MAX_HIDDEN = 4096
@@ -51,6 +52,7 @@ MAX_SEED = 2**64 - 1  # what torch.manual_seed accepts
 MAX_THREADS = 1024
 MAX_BATCH_ROWS = 100_000_000
 MAX_TOP = 1_000_000_000
+MAX_COOLDOWN = 1_000_000_000  # rows between anomalous windows of one event (score --cooldown)
 
 
 def lstm_parameters(n_features: int, hidden: int, latent: int, layers: int) -> int:

@@ -13,7 +13,9 @@ import csv
 import gzip
 import io
 import os
+import select
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +230,134 @@ def _check_same_time_types(first: tuple[Path, dict], file: Path, types: dict) ->
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- --follow
+FOLLOW_POLL_S = 0.25  # how often a file that has stopped growing is looked at again
+FOLLOW_READ_BYTES = 1 << 20  # at most this much text becomes one batch
+
+
+def follow_frames(source: str | os.PathLike, poll_s: float = FOLLOW_POLL_S
+                  ) -> Iterator[pd.DataFrame]:
+    """CSV rows as they arrive, a batch as soon as complete lines are there: from stdin
+    until it ends, or from a file as it grows (as `tail -F`: a file truncated or
+    replaced, as log rotation does, is read again from its first row) until Ctrl-C.
+
+    Ctrl-C (or SIGTERM) while waiting for rows ends the stream, as its end would: the
+    rows read so far are scored and written. Memory stays bounded by one read.
+    """
+    name = "<stdin>" if str(source) == "-" else str(source)
+    if name != "<stdin>" and (Path(source).suffix.lower() in (".gz", ".parquet", ".pq")
+                              or Path(source).is_dir()):
+        raise DataError(f"{name}: --follow reads CSV text as it grows; give a .csv file or - "
+                        "for stdin")
+    tail = _Tail(source, name, poll_s)
+    try:
+        with tail:
+            header = None
+            pending = b""
+            for chunk in tail.chunks():
+                if chunk is None:  # the file was replaced: it starts with its header again
+                    pending, header = b"", None
+                    continue
+                pending += chunk
+                if header is None:
+                    header, pending = _follow_header(pending, name)
+                    if header is None:
+                        continue
+                lines, pending = _complete_lines(pending, tail.ended)
+                if lines.strip():
+                    with _csv_errors(name):
+                        yield pd.read_csv(io.BytesIO(header + lines))
+            if header is None:
+                raise DataError(f"{name}: is empty; give CSV with a header row")
+    except KeyboardInterrupt:
+        return
+
+
+def _follow_header(text: bytes, name: str) -> tuple[bytes | None, bytes]:
+    """(the header line, the rest) once a whole header line is there, else (None, text)."""
+    end = text.find(b"\n")
+    while end >= 0 and text[:end].count(b'"') % 2:  # a quoted name holding a newline
+        end = text.find(b"\n", end + 1)
+    if end < 0:
+        return None, text
+    stream = io.BytesIO(text[:end + 1])
+    with _csv_errors(name):
+        head = _header(stream, name)
+    if not head.strip():
+        raise DataError(f"{name}: is empty; give CSV with a header row")
+    return head, text[end + 1:]
+
+
+def _complete_lines(text: bytes, ended: bool) -> tuple[bytes, bytes]:
+    """(whole lines, the rest): a line is whole at a newline outside quotes, or at the end."""
+    if ended:
+        return text, b""
+    cut = text.rfind(b"\n") + 1
+    while cut > 0 and text[:cut].count(b'"') % 2:  # inside a quoted field: wait for its end
+        cut = text.rfind(b"\n", 0, cut - 1) + 1
+    return text[:cut], text[cut:]
+
+
+class _Tail:
+    """The bytes of stdin or of a growing file, as they arrive."""
+
+    def __init__(self, source, name: str, poll_s: float):
+        self.source, self.name, self.poll_s = source, name, poll_s
+        self.ended = False
+        self._file: io.BufferedReader | None = None
+
+    def __enter__(self) -> _Tail:
+        if self.name == "<stdin>":
+            if sys.stdin is None:
+                raise DataError("<stdin>: standard input is closed; give a file path instead")
+            self._fd = sys.stdin.fileno()
+        else:
+            self._open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def _open(self) -> None:
+        path = Path(self.source)
+        try:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed in __exit__ or on reopen
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file; check the path") from None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        self._inode = os.fstat(self._file.fileno()).st_ino  # to see it replaced
+
+    def chunks(self) -> Iterator[bytes | None]:
+        """Bytes as they come; None when the file was replaced or truncated (read again)."""
+        if self._file is None:
+            while True:
+                select.select([self._fd], [], [])
+                data = os.read(self._fd, FOLLOW_READ_BYTES)
+                if not data:
+                    self.ended = True
+                    yield b""
+                    return
+                yield data
+        while True:
+            data = self._file.read(FOLLOW_READ_BYTES)
+            if data:
+                yield data
+                continue
+            if self._replaced():
+                self._file.close()
+                self._open()
+                yield None
+                continue
+            time.sleep(self.poll_s)
+
+    def _replaced(self) -> bool:
+        assert self._file is not None
+        try:
+            now = os.stat(self.source)
+        except OSError:
+            return False  # moved away and not yet there again: keep reading the old one
+        return now.st_ino != self._inode or now.st_size < self._file.tell()

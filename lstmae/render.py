@@ -201,14 +201,23 @@ class ScoreReport:
         self.windows = self.anomalies = self.n_events = 0
         self.events: list[pd.DataFrame] = []
         self.top_windows: pd.DataFrame | None = None
+        self.last_window: pd.DataFrame | None = None  # the latest window row (for .prom)
+        self.closed: list[int] = []  # ids of the events that closed
+        self.open_at_end = 0  # events written as still open when the data ended
 
     def take(self, part: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Count a part (window, event and the level's rows); return the level's rows."""
-        self.windows += len(part["window"])
-        self.anomalies += int(part["window"]["anomaly"].sum())
+        windows, events = part["window"], part["event"]
+        self.windows += len(windows)
+        self.anomalies += int(windows["anomaly"].sum())
+        if len(windows):
+            self.last_window = windows.iloc[[-1]].reset_index(drop=True)
+        closed = events["status"] == "closed"
+        self.closed += events["event"][closed].tolist()
+        self.open_at_end = int((~closed).sum())
         if self.n_events < self.top:
-            self.events.append(part["event"].head(self.top - self.n_events))
-        self.n_events += len(part["event"])
+            self.events.append(events.head(self.top - self.n_events))
+        self.n_events += int(closed.sum()) + self.open_at_end
         result = part[self.level]
         if not self.per_column:
             result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
@@ -216,11 +225,14 @@ class ScoreReport:
             self.top_windows = concat([self.top_windows, result]).nlargest(self.top, "error")
         return result
 
-    def summary(self, limit: float, how: str, window: int) -> str:
+    def summary(self, limit: float, how: str, window: int, state: str | None = None) -> str:
+        """One line; `state`: what score --state or --follow says of its events."""
         share = self.anomalies / max(self.windows, 1)
         text = (f"{self.windows} windows, {self.anomalies} anomalous ({share:.1%}) in "
                 f"{self.n_events} event(s), at threshold {limit:.4g} ({how})")
-        if self.level == "point" and window > 1:
+        if state:
+            text += f"; {state}"
+        elif self.level == "point" and window > 1:
             text += f"; the first {window - 1} rows have no score (no full window yet)"
         return text
 
@@ -239,8 +251,9 @@ class ScoreReport:
 
     def event_lines(self, limit: int = 10) -> list[str]:
         """The first events, one line each, for stderr beside piped data."""
-        lines = [f"  event {e.event}: {e.start} .. {e.end}, {e.windows} windows, peak "
-                 f"{e.peak_error:.4g}, mostly {e.top_column}"
+        lines = [f"  event {e.event}: {e.start} .. {e.end}, onset {e.onset}, {e.windows} "
+                 f"windows, peak {e.peak_error:.4g}, mostly {e.top_column}"
+                 + (" (still open)" if e.status == "open" else "")
                  for e in concat(self.events).head(limit).itertuples()]
         if self.n_events > limit:
             lines.append(f"  … {self.n_events - limit} more events (--level event lists all)")

@@ -75,8 +75,8 @@ class Series:
         if self.rows is None:
             self.rows = np.arange(len(self.values), dtype=np.int64)
 
-    def part(self, rows: slice) -> Series:
-        """Some of the rows, as a Series of their own."""
+    def part(self, rows: slice | np.ndarray) -> Series:
+        """Some of the rows (a slice or a boolean mask), as a Series of their own."""
         return Series(self.values[rows], self.index[rows], self.columns, self.time_col,
                       self.labels[rows], self.rows[rows], self.time_kind)
 

@@ -39,9 +39,9 @@ class StepAverager:
     the data ends (`last=True`): batches give exactly the steps one read gives.
     """
 
-    def __init__(self, step_us: int):
+    def __init__(self, step_us: int, held: Series | None = None):
         self.step_us = step_us
-        self.held: Series | None = None  # the rows of a step not known to be complete
+        self.held = held  # the rows of a step not known to be complete
 
     def feed(self, new: Series, last: bool) -> Series:
         series = new if self.held is None else join_series(self.held, new)

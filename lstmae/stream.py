@@ -14,12 +14,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lstmae import events
 from lstmae.errors import DataError, LstmaeWarning, name_list, shorten
-from lstmae.metrics import runs
+from lstmae.events import Fed
 from lstmae.series import OrderNotes, Series, join_series, to_series, warn_order
 from lstmae.steps import StepAverager, check_kind
 
@@ -42,6 +44,27 @@ class Piece:
         return max(0, len(self.series.values) - (self.window - 1))
 
 
+@dataclass
+class Position:
+    """Where a stream stands, so that a later run goes on from there (score --state).
+
+    Given to pieces(), it is read at the start and kept up to date piece by piece;
+    the stream is then endless: no piece is the last, no window is added to cover
+    the last row, and rows at or before `last_index` are skipped as already scored.
+    """
+
+    carried: Series | None = None  # the last window - 1 rows: the next window's context
+    offset: int = 0  # global row number of carried row 0
+    next_window: int = 0  # global number of the next window
+    held: Series | None = None  # --resample: the rows of a step not known to be complete
+    last_index: Any = None  # the index of the last row read (None: no row yet)
+    kind: str | None = None  # how the time was written ("naive", "aware", "number", "rows")
+    # This run only: rows skipped as scored before, and the latest time among them.
+    skipped: int = 0
+    newest_skipped: Any = None
+    new_rows: int = 0
+
+
 def pieces(
     frames: Iterable[pd.DataFrame],
     columns: list[str],
@@ -53,11 +76,13 @@ def pieces(
     sort: bool,
     time_format: str | None = None,
     resample_us: int | None = None,
+    position: Position | None = None,
 ) -> Iterator[Piece]:
     """Validate each frame and yield the pieces to score, in order.
 
     resample_us: average rows into steps of this many microseconds (lstmae.steps);
     the pieces then hold steps, and windows are windows of steps.
+    position: go on from there and keep it up to date (an endless stream, see Position).
 
     sort=True allows one frame to be out of time order (it is sorted, with a
     warning); across frames rows must already be in order (a clock stepping back
@@ -65,19 +90,20 @@ def pieces(
     whole file. What was found about the order of time is warned about once, at
     the end.
     """
+    endless = position is not None
+    at = position if position is not None else Position()
     frames = (frame for frame in frames if len(frame))
-    carried: Series | None = None
-    offset = 0  # global row number of carried.values[0]
-    next_window = 0
+    carried, offset, next_window = at.carried, at.offset, at.next_window
     notes = OrderNotes()
-    kind = None  # how the first batch wrote its times: all batches must agree
+    kind = at.kind  # how the first batch wrote its times: all batches must agree
     earliest = None  # the first time seen: where a clock stepping back may land
-    averager = StepAverager(resample_us) if resample_us else None
+    averager = StepAverager(resample_us, at.held) if resample_us else None
     first_row = 0  # the file's row number of the current frame's first row
     current = next(frames, None)
     while current is not None:
-        following = next(frames, None)  # one frame ahead, to know which piece is last
-        last = following is None
+        # One frame ahead, to know which piece is last (an endless stream has none).
+        following = None if endless else next(frames, None)
+        last = not endless and following is None
         _check_columns(current, columns, source)
         new = to_series(current, columns, time_col if time_col in current.columns else None,
                         fill, source, sort=sort, first_row=first_row, time_format=time_format,
@@ -90,12 +116,14 @@ def pieces(
                 "same way"
             )
         notes.add(new.order)
+        first_row += len(current)
+        if endless:
+            new = _skip_scored(new, at)
         if carried is not None and len(carried.values) and len(new.values):
-            _check_boundary(carried, new, source, first_row, notes, earliest)
+            _check_boundary(carried, new, source, first_row - len(current), notes, earliest)
         if new.time_col is not None and len(new.index):
             first = new.index.min()
             earliest = first if earliest is None else min(earliest, first)
-        first_row += len(current)
         if averager is not None:
             check_kind(new, source)
             new = averager.feed(new, last)
@@ -103,15 +131,38 @@ def pieces(
         n_carried = 0 if carried is None else len(carried.values)
         starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last,
                                    source)
-        yield Piece(series, n_carried, offset, starts, next_window, window, last)
+        piece = Piece(series, n_carried, offset, starts, next_window, window, last)
         next_window += len(starts)
         keep = len(series.values) - max(0, len(series.values) - (window - 1))
         offset += len(series.values) - keep
         carried = series.part(slice(len(series.values) - keep, None))
-        current = following
-    if carried is None:
+        if endless:
+            at.carried, at.offset, at.next_window, at.kind = carried, offset, next_window, kind
+            at.held = None if averager is None else averager.held
+        yield piece
+        current = following if not endless else next(frames, None)
+    if carried is None and not endless:
         raise DataError(f"{source}: holds no data rows")
-    warn_order(notes, source, carried.time_col)
+    if carried is not None:
+        warn_order(notes, source, carried.time_col)
+
+
+def _skip_scored(new: Series, at: Position) -> Series:
+    """The rows after the last one read before (a time column), else all; notes the last."""
+    if len(new.index) == 0:
+        return new
+    if new.time_col is not None and at.last_index is not None:
+        seen = new.index <= at.last_index
+        if seen.any():
+            at.skipped += int(seen.sum())
+            newest = new.index[seen].max()
+            at.newest_skipped = (newest if at.newest_skipped is None
+                                 else max(newest, at.newest_skipped))
+            new = new.part(~seen)
+    if len(new.index):
+        at.new_rows += len(new.index)
+        at.last_index = new.index[-1] if new.time_col is not None else None
+    return new
 
 
 _KINDS = {"number": "numbers", "naive": "times without a UTC offset",
@@ -268,6 +319,7 @@ class PieceOutput:
     latent: np.ndarray | None = None  # [N_w, latent]
     sums: np.ndarray | None = None  # [n_rows, D] the piece rows' summed reconstructions
     counts: np.ndarray | None = None  # [n_rows] how many windows covered each row
+    events: Fed | None = None  # what the windows did to the events (lstmae.events)
 
 
 def window_frame(piece: Piece, columns: dict) -> pd.DataFrame:
@@ -301,16 +353,19 @@ class WindowRows(Rows):
 
 
 class PointRows(Rows):
-    """One row per input row: the latest window ending at or before it (causal)."""
+    """One row per input row: the latest window ending at or before it (causal), and
+    `alarm`: true on the row where an event opens (lstmae.events).
 
-    def __init__(self, threshold: float):
+    latest: the latest window so far, (its global end row, point_values of it): carried
+    between pieces and, with score --state, between runs."""
+
+    def __init__(self, threshold: float, latest: tuple[int, pd.DataFrame] | None = None):
         self.threshold = threshold
-        self.latest: tuple[int, pd.DataFrame] | None = None  # (end row, window row) so far
+        self.latest = latest
 
     def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
         assert out.windows is not None
-        values = out.windows.drop(columns=["window", "start", "end"])
-        values = values.rename(columns={"error": "score"})
+        values = point_values(out.windows)
         ends = piece.offset + piece.starts + piece.window - 1
         if self.latest is not None:
             ends = np.concatenate([[self.latest[0]], ends])
@@ -319,16 +374,31 @@ class PointRows(Rows):
         which = np.searchsorted(ends, rows, side="right") - 1
         if len(values):
             picked = values.iloc[np.maximum(which, 0)].reset_index(drop=True)
-            self.latest = (int(ends[-1]), values.iloc[[-1]])
         else:  # no window has ended yet
             picked = pd.DataFrame(np.nan, index=np.arange(len(rows)), columns=values.columns)
+        self.latest = latest_window(piece, out.windows) or self.latest
         scored = which >= 0
         numeric = [c for c in picked.columns if c == "score" or c.startswith("error_")]
         picked.loc[~scored, numeric] = np.nan
         picked["threshold"] = self.threshold
         picked["anomaly"] = picked["anomaly"].where(scored, False).astype(bool)
+        onsets = out.events.onsets if out.events is not None else []
+        picked.insert(picked.columns.get_loc("anomaly") + 1, "alarm", np.isin(rows, onsets))
         picked.insert(0, piece.series.time_col or "row", piece.series.labels[piece.n_carried:])
         return picked
+
+
+def point_values(windows: pd.DataFrame) -> pd.DataFrame:
+    """Window rows as point rows take them: score (the error), threshold, anomaly, errors."""
+    return windows.drop(columns=["window", "start", "end"]).rename(columns={"error": "score"})
+
+
+def latest_window(piece: Piece, windows: pd.DataFrame) -> tuple[int, pd.DataFrame] | None:
+    """The piece's last window (global end row, point values), if it has one."""
+    if not len(windows):
+        return None
+    end = int(piece.offset + piece.starts[-1] + piece.window - 1)
+    return end, point_values(windows.iloc[[-1]]).reset_index(drop=True)
 
 
 class LatentRows(Rows):
@@ -368,58 +438,21 @@ class ReconstructionRows(Rows):
 
 
 class EventRows(Rows):
-    """Runs of consecutive anomalous windows merged into events, across pieces; an event
-    is written when it closes."""
+    """One row per event (lstmae.events), written when it closes; one still open when the
+    data ends is written then, with status "open". As a log (`log=True`: --follow), an
+    event is also written as it opens; an endless stream (--state) holds the open one."""
 
-    COLUMNS = ["event", "start", "end", "windows", "peak_error", "top_column"]
-
-    def __init__(self, columns: list[str]):
-        self.columns = columns
-        self.count = 0
-        self.open: dict | None = None
+    def __init__(self, log: bool = False):
+        self.log = log
 
     def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
-        """Events closed by the piece's windows."""
-        assert out.windows is not None
-        windows = out.windows
-        flags = windows["anomaly"].to_numpy()
-        by_column = windows[[f"error_{c}" for c in self.columns]].to_numpy()
-        closed = []
-        for first, last in zip(*runs(flags), strict=True):
-            if self.open is not None and first > 0:
-                closed.append(self._close())  # a normal window came between
-            self._extend(windows, by_column, first, last)
-            if last < len(flags) - 1:
-                closed.append(self._close())
-        if self.open is not None and len(flags) and not flags.any():
-            closed.append(self._close())  # carried over, and this piece starts normal
-        return pd.DataFrame(closed, columns=self.COLUMNS)
+        assert out.events is not None
+        opened = out.events.opened if self.log else []
+        closed = {row["event"] for row in out.events.closed}
+        rows = [*(row for row in opened if row["event"] not in closed), *out.events.closed]
+        return events.frame(sorted(rows, key=lambda row: row["event"]))
 
-    def finish(self) -> pd.DataFrame:
-        rows = [self._close()] if self.open is not None else []
-        return pd.DataFrame(rows, columns=self.COLUMNS)
 
-    def _extend(self, windows: pd.DataFrame, by_column: np.ndarray, first: int, last: int):
-        error = float(windows["error"].iloc[first : last + 1].max())
-        if self.open is None:
-            self.open = {"start": windows["start"].iat[first], "windows": 0, "peak_error": error,
-                         "totals": np.zeros(len(self.columns))}
-        event = self.open
-        event["end"] = windows["end"].iat[last]
-        event["windows"] += last - first + 1
-        event["peak_error"] = max(event["peak_error"], error)
-        event["totals"] += by_column[first : last + 1].sum(axis=0)
-
-    def _close(self) -> dict:
-        event, self.open = self.open, None
-        assert event is not None
-        row = {
-            "event": self.count,
-            "start": event["start"],
-            "end": event["end"],
-            "windows": event["windows"],
-            "peak_error": event["peak_error"],
-            "top_column": self.columns[int(np.argmax(event["totals"]))],
-        }
-        self.count += 1
-        return row
+def finish_events(tracker: events.Events) -> pd.DataFrame:
+    """The event still open when the data ends, as a row with status "open"."""
+    return events.frame([] if tracker.open is None else [tracker.row(tracker.open, "open")])
