@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lstmae.errors import OptionError, OutputError, shorten
@@ -277,6 +278,49 @@ def _json_lines(frame: pd.DataFrame) -> str:
     )
 
 
+def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times as text, each by itself: pandas writes a datetime column as dates alone when
+    every time in it is midnight, and with fractions on all when one has them, so the
+    same row would read differently in another batch (or another run with --state)."""
+    times = [name for name in frame.columns
+             if pd.api.types.is_datetime64_any_dtype(frame[name])
+             or (frame[name].dtype == object and len(frame[name])
+                 and isinstance(frame[name].iloc[0], pd.Timestamp))]
+    if not times:
+        return frame
+    frame = frame.copy()
+    for name in times:
+        frame[name] = time_text(frame[name])
+    return frame
+
+
+def time_text(column: pd.Series) -> np.ndarray:
+    """ISO 8601 with a space, as pandas prints one time: 2026-01-19 00:00:00, a fraction
+    only when there is one, and the UTC offset of times that have a zone (+01:00)."""
+    if column.dtype == object:  # Timestamps of several offsets (daylight-saving time)
+        return np.array([str(value) for value in column], dtype=object)
+    offsets = None
+    if column.dt.tz is not None:
+        utc = column.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        column = column.dt.tz_localize(None)  # the wall-clock times, as written
+        offsets = (column.to_numpy() - utc).astype("timedelta64[s]").astype(np.int64)
+    wall = column.to_numpy()
+    nanos = wall.astype("datetime64[ns]").view(np.int64) % 1_000_000_000
+    text = np.datetime_as_string(wall, unit="s")
+    for unit, has in (("us", nanos % 1000 == 0), ("ns", nanos % 1000 != 0)):
+        fraction = (nanos != 0) & has
+        if fraction.any():
+            text = np.where(fraction, np.datetime_as_string(wall, unit=unit), text)
+    text = np.char.replace(text.astype(str), "T", " ")
+    if offsets is not None:
+        signs = np.where(offsets < 0, "-", "+")
+        minutes = np.abs(offsets) // 60
+        text = np.char.add(text, np.char.add(signs, np.char.add(
+            np.char.zfill((minutes // 60).astype(str), 2),
+            np.char.add(":", np.char.zfill((minutes % 60).astype(str), 2)))))
+    return text.astype(object)
+
+
 def _for_parquet(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamps whose offsets change within the column (daylight-saving time) as UTC:
     Parquet holds one time zone per column. A single zone or offset is kept as it is."""
@@ -358,7 +402,8 @@ class TableWriter:
             self._handle.write(_json_lines(frame).encode("utf-8"))
         else:
             header = not self._started
-            self._handle.write(frame.to_csv(index=False, header=header).encode("utf-8"))
+            self._handle.write(_for_csv(frame).to_csv(index=False, header=header)
+                               .encode("utf-8"))
         self._started = True
         self.rows += len(frame)
 
