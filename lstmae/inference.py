@@ -19,6 +19,11 @@ from lstmae.windows import iter_batches
 # Windows per forward pass when scoring. Not "as large as fits": oneDNN's LSTM keeps a
 # 128-256 window batch in cache and ran 1.1-1.4x faster than at 1024 (bench/README.md).
 SCORE_BATCH = 256
+# Fewer windows than this go through the model padded to it (with copies of the last):
+# LSTM kernels take another path for a batch of 1-3 windows, whose results differ in
+# the last bits, so a window's error would depend on how many windows came with it, and
+# `score --state` in short runs or --follow would not give one run's numbers.
+MIN_BATCH = 16
 
 
 @dataclass
@@ -51,7 +56,10 @@ def forward(
     the latent vector (encoding needs no more)."""
     for first, inputs in zip(range(0, len(starts), batch_size),
                              iter_batches(view, starts, batch_size), strict=True):
-        with threads.batch("forward", batch_size, len(inputs), inputs.device):
-            latent = model.encode(inputs)
-            recon = model.decode(latent, inputs.shape[1]) if decode else None
-        yield Batch(first, inputs, latent, recon)
+        n = len(inputs)
+        padded = inputs if n >= MIN_BATCH else torch.cat(
+            [inputs, inputs[-1:].expand(MIN_BATCH - n, -1, -1)])
+        with threads.batch("forward", batch_size, n, inputs.device):
+            latent = model.encode(padded)
+            recon = model.decode(latent, inputs.shape[1])[:n] if decode else None
+        yield Batch(first, inputs, latent[:n], recon)

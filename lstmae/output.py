@@ -297,7 +297,7 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
 def time_text(column: pd.Series) -> np.ndarray:
     """ISO 8601 with a space, as pandas prints one time: 2026-01-19 00:00:00, a fraction
     only when there is one, and the UTC offset of times that have a zone (+01:00)."""
-    if column.dtype == object:  # Timestamps of several offsets (daylight-saving time)
+    if column.dtype == object or not len(column):  # Timestamps of several offsets (DST)
         return np.array([str(value) for value in column], dtype=object)
     offsets = None
     if column.dt.tz is not None:

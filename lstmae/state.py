@@ -246,7 +246,7 @@ def _array(labels) -> dict:
     labels = np.asarray(labels)
     if labels.dtype == object:
         return {"kind": "timestamps", "values": [
-            [pd.Timestamp(t).as_unit("us").value, _zone(pd.Timestamp(t).tz)] for t in labels]}
+            [pd.Timestamp(t).value, _zone(pd.Timestamp(t).tz)] for t in labels]}  # ns
     if np.issubdtype(labels.dtype, np.datetime64):
         return {"kind": "datetime64", "dtype": str(labels.dtype),
                 "values": labels.view(np.int64).tolist()}
@@ -264,7 +264,7 @@ def _unarray(raw: dict):
             stamps = stamps.tz_convert(zone)
         return stamps.array
     if kind == "timestamps":
-        return np.array([pd.Timestamp(int(v), unit="us", tz="UTC").tz_convert(_unzone(z))
+        return np.array([pd.Timestamp(int(v), unit="ns", tz="UTC").tz_convert(_unzone(z))
                          for v, z in values], dtype=object)
     dtype = np.dtype(raw["dtype"])
     if kind == "datetime64":

@@ -47,9 +47,10 @@ PROBE_BATCHES = 3  # timed batches per candidate count in a probe
 FIRST_HOLD_S, MAX_HOLD_S = 5.0, 60.0
 LOAD_CHANGE = 1.5  # batch times this many times slower or faster than probed: probe again
 RECENT = 5  # batches whose median is compared with the probe
-# Forward passes of fewer windows than this run on one thread under `auto`: two threads
-# gain nothing there, and oneDNN's LSTM gave other last bits at 2 threads than at 1 for
-# 5-11 windows (at 12-256 the same), so scores would depend on the thread choice.
+# Forward passes of fewer windows than this run on one thread under `auto`, untimed: two
+# threads gain nothing there, and their time is not what the phase's batches cost. (Their
+# numbers do not depend on it: lstmae.inference pads them to MIN_BATCH windows, where 1
+# and 2 threads give the same last bits.)
 SMALL_BATCH = 16
 # Below this share of the CPU time its threads asked for, the process is being made to
 # wait by other jobs: say so (lstmae.render, the progress line).

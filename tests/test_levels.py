@@ -13,7 +13,7 @@ from lstmae.windows import dominant_period
 def test_point_scores_are_causal_and_unscored_rows_are_nan(small_detector, small_frame):
     windows = small_detector.score(small_frame)
     points = small_detector.score(small_frame, level="point")
-    assert list(points.columns) == ["timestamp", "score", "threshold", "anomaly"]
+    assert list(points.columns) == ["timestamp", "score", "threshold", "anomaly", "alarm"]
     assert len(points) == len(small_frame)
     assert points["score"].iloc[:15].isna().all()  # window 16: rows 0..14 have no full window
     assert not points["anomaly"].iloc[:15].any()
@@ -57,7 +57,8 @@ def test_events_merge_runs_and_name_the_column_at_fault(small_detector, small_fr
     broken = small_frame.copy()
     broken.loc[200:209, "b"] += 4.0  # only column b misbehaves
     events = small_detector.score(broken, level="event")
-    assert list(events.columns) == ["event", "start", "end", "windows", "peak_error", "top_column"]
+    assert list(events.columns) == ["event", "onset", "start", "end", "windows", "peak_error",
+                                    "top_column", "status"]
     assert len(events) >= 1
     main = events.loc[events["peak_error"].idxmax()]
     assert main["top_column"] == "b"
