@@ -307,10 +307,11 @@ def time_text(column: pd.Series) -> np.ndarray:
     wall = column.to_numpy()
     nanos = wall.astype("datetime64[ns]").view(np.int64) % 1_000_000_000
     text = np.datetime_as_string(wall, unit="s")
-    for unit, has in (("us", nanos % 1000 == 0), ("ns", nanos % 1000 != 0)):
-        fraction = (nanos != 0) & has
-        if fraction.any():
-            text = np.where(fraction, np.datetime_as_string(wall, unit=unit), text)
+    micros = (nanos != 0) & (nanos % 1000 == 0)
+    if micros.any():
+        text = np.where(micros, np.datetime_as_string(wall, unit="us"), text)
+    if (nanos % 1000 != 0).any():
+        text = np.where(nanos % 1000 != 0, np.datetime_as_string(wall, unit="ns"), text)
     text = np.char.replace(text.astype(str), "T", " ")
     if offsets is not None:
         signs = np.where(offsets < 0, "-", "+")

@@ -447,10 +447,10 @@ class EventRows(Rows):
 
     def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
         assert out.events is not None
-        opened = out.events.opened if self.log else []
-        closed = {row["event"] for row in out.events.closed}
-        rows = [*(row for row in opened if row["event"] not in closed), *out.events.closed]
-        return events.frame(sorted(rows, key=lambda row: row["event"]))
+        # Both rows of an event that opens and closes in one piece: the log must not
+        # depend on how the rows arrived in batches.
+        rows = [*(out.events.opened if self.log else []), *out.events.closed]
+        return events.frame(sorted(rows, key=lambda row: (row["event"], row["status"] != "open")))
 
 
 def finish_events(tracker: events.Events) -> pd.DataFrame:
