@@ -461,10 +461,11 @@ def score(
     from lstmae.render import ScoreReport
     from lstmae.scoring_run import ScoringRun
 
-    run = ScoringRun(detector, data, limit, cooldown, state, reset_state, follow)
     report = ScoreReport(level.value, top, per_column, table=out_format == "table")
+    if follow and not quiet and level.value != "event":
+        report.on_event = functools.partial(stderr.print, soft_wrap=True)
     prom_path = (output or "-") if out_format == params.PROM else None
-    with policy:
+    with ScoringRun(detector, data, limit, cooldown, state, reset_state, follow) as run, policy:
         rows = run.saving(run.parts(batch_rows, level.value, report), prom_path)
         shown = None
         if out_format == params.PROM or (out_format == "table" and level.value == "window"):

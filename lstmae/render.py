@@ -7,6 +7,7 @@ the user asked for a table) or to stderr beside the data.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -204,6 +205,7 @@ class ScoreReport:
         self.last_window: pd.DataFrame | None = None  # the latest window row (for .prom)
         self.closed: list[int] = []  # ids of the events that closed
         self.open_at_end = 0  # events written as still open when the data ended
+        self.on_event: Callable[[str], None] | None = None  # told of each event as it closes
 
     def take(self, part: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Count a part (window, event and the level's rows); return the level's rows."""
@@ -212,6 +214,9 @@ class ScoreReport:
         self.anomalies += int(windows["anomaly"].sum())
         if len(windows):
             self.last_window = windows.iloc[[-1]].reset_index(drop=True)
+        if self.on_event is not None:  # --follow: each event as it closes, at once
+            for row in events[events["status"] == "closed"].itertuples():
+                self.on_event(event_line(row))
         closed = events["status"] == "closed"
         self.closed += events["event"][closed].tolist()
         self.open_at_end = int((~closed).sum())
@@ -251,13 +256,17 @@ class ScoreReport:
 
     def event_lines(self, limit: int = 10) -> list[str]:
         """The first events, one line each, for stderr beside piped data."""
-        lines = [f"  event {e.event}: {e.start} .. {e.end}, onset {e.onset}, {e.windows} "
-                 f"windows, peak {e.peak_error:.4g}, mostly {e.top_column}"
-                 + (" (still open)" if e.status == "open" else "")
-                 for e in concat(self.events).head(limit).itertuples()]
+        lines = [event_line(e) for e in concat(self.events).head(limit).itertuples()]
         if self.n_events > limit:
             lines.append(f"  … {self.n_events - limit} more events (--level event lists all)")
         return lines
+
+
+def event_line(e) -> str:
+    """One event (a row of score --level event) in words."""
+    return (f"  event {e.event}: {e.start} .. {e.end}, onset {e.onset}, {e.windows} windows, "
+            f"peak {e.peak_error:.4g}, mostly {e.top_column}"
+            + (" (still open)" if e.status == "open" else ""))
 
 
 def info_table(model: str, meta: dict, detector) -> Table:

@@ -9,6 +9,7 @@ full by the next run, never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 
@@ -28,12 +29,25 @@ class ScoringRun:
         self.detector, self.data, self.limit, self.follow = detector, data, limit, follow
         self.cooldown = cooldown
         self.source = "<stdin>" if data == "-" else data
-        self.state_path = state_path
-        # A stream without an end (--follow) goes on like a state, kept or not.
-        self.state = (states.load(state_path, detector, cooldown, reset_state) if state_path
-                      else states.ScoreState.fresh(detector, cooldown) if follow else None)
+        self.state_path, self.reset_state = state_path, reset_state
+        self.state: states.ScoreState | None = None
         self._saved_at = time.monotonic()
         self.report = None
+        self._lock = contextlib.ExitStack()
+
+    def __enter__(self) -> ScoringRun:
+        """Take the state (its lock first: one run at a time) or, for --follow, a fresh one:
+        a stream without an end goes on like a state, kept or not."""
+        if self.state_path is not None:
+            self._lock.enter_context(states.locked(self.state_path))
+            self.state = states.load(self.state_path, self.detector, self.cooldown,
+                                     self.reset_state)
+        elif self.follow:
+            self.state = states.ScoreState.fresh(self.detector, self.cooldown)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.close()
 
     def parts(self, batch_rows: int | None, level: str, report) -> Iterator[pd.DataFrame]:
         """The level's rows, batch by batch, each counted by `report` (render.ScoreReport)."""

@@ -14,10 +14,13 @@ integers with their zone, so a resumed run prints times as the data wrote them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +86,7 @@ def load(path: str, detector, cooldown: int, reset: bool = False) -> ScoreState:
             raise ValueError("checksum mismatch")
     except OSError as exc:
         raise OptionError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise DataError(f"{where}: is damaged or not an lstmae state ({shorten(str(exc), 80)}); "
                         "delete it or give --reset-state to start over") from None
     checksum = model_checksum(detector.path_)
@@ -96,6 +99,28 @@ def load(path: str, detector, cooldown: int, reset: bool = False) -> ScoreState:
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise DataError(f"{where}: is damaged ({shorten(str(exc), 80)}); delete it or give "
                         "--reset-state to start over") from None
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """One run at a time per state file (an flock on FILE.lock, released when the run
+    ends, however it ends): a cron run started while the last one still scores would
+    read the same state, score the same rows and page again for the same incident."""
+    lock = f"{path}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OptionError(f"--state {shorten(path, 80)}: cannot create its lock file "
+                          f"{shorten(lock, 80)} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(f"--state {shorten(path, 80)}: another lstmae score is using it "
+                            "now; let it finish (or give this run a state of its own)") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def save(state: ScoreState, path: str) -> None:
@@ -168,6 +193,11 @@ def _decode(body: dict, detector, cooldown: int, checksum: str) -> ScoreState:
     carried = _unseries(body["carried"], detector)
     if carried is not None and len(carried.values) > window - 1:
         raise ValueError(f"carries {len(carried.values)} rows for a window of {window}")
+    for key in ("offset", "next_window"):
+        _count(body[key], key)
+    _count(body["events"]["count"], "events")
+    if body["kind"] not in (None, "rows", "number", "naive", "aware"):
+        raise ValueError(f"unknown kind of time {shorten(body['kind'])!r}")
     position = Position(carried=carried, offset=int(body["offset"]),
                         next_window=int(body["next_window"]), held=_unseries(body["held"],
                                                                              detector),
@@ -201,10 +231,18 @@ def _series(series: Series | None) -> dict | None:
             "time_kind": series.time_kind}
 
 
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} is not a count")
+    return value
+
+
 def _unseries(raw: dict | None, detector) -> Series | None:
     if raw is None:
         return None
     values = np.array(raw["values"], dtype=np.float64).reshape(-1, len(detector.columns_))
+    if not np.isfinite(values).all():
+        raise ValueError("a carried value is not a finite number")
     index, labels = _unarray(raw["index"]), _unarray(raw["labels"])
     if not len(index) == len(labels) == len(values) == len(raw["rows"]):
         raise ValueError("rows of different lengths")

@@ -235,3 +235,44 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, index=False)
+
+
+def test_one_run_at_a_time_per_state(files, tmp_path):
+    from lstmae.state import locked
+
+    state = tmp_path / "s.json"
+    data = tmp_path / "d.csv"
+    files["frame"].iloc[:100].to_csv(data, index=False)
+    with locked(str(state)):  # a run still scoring
+        proc = _state_run(files, data, state)
+    assert proc.returncode == 2
+    assert "another lstmae score is using it" in proc.stderr_text
+    assert not state.exists()
+    assert _state_run(files, data, state).returncode == 0  # the lock went with its run
+
+
+def test_a_stride_and_steps_go_on_across_runs(tmp_path, small_frame, incidents):
+    """With a stride, windows stay on one grid across runs (one run adds a last window
+    to cover the last row; runs with a state cannot know which row is last); with
+    --resample, a step whose rows span two runs is averaged whole."""
+    spans = [(0, 133), (120, 251), (251, 400)]
+    for params in ({"stride": 5}, {"resample": "2min"}):
+        tmp_path = tmp_path / next(iter(params))  # a state (and model) of its own
+        tmp_path.mkdir()
+        det = Detector(window=16, hidden=8, latent=3, epochs=1, device="cpu",
+                       **params).fit(small_frame)
+        model = tmp_path / "m.lstmae"
+        det.save(model)
+        files = {"frame": incidents, "model": model}
+        data = tmp_path / "all.csv"
+        incidents.to_csv(data, index=False)
+        whole = tmp_path / "whole.csv"
+        assert run(["score", str(data), "-m", str(model), "-o", str(whole), "-q",
+                    "--per-column"]) == 0
+        joined, statuses = _score_in_runs(files, spans, "window", tmp_path)
+        assert set(statuses) == {0}
+        expected = whole.read_bytes().splitlines(keepends=True)
+        got = joined.splitlines(keepends=True)
+        # One run's data ends: its last window (off the grid) or its last step. A run
+        # with a state holds them for the next.
+        assert got == expected[:len(got)] and len(expected) - len(got) == 1, params
