@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -115,37 +114,52 @@ def min_duration_alarms(flags: np.ndarray, ends: np.ndarray, n_rows: int, k: int
     return alarms
 
 
-def likelihood(errors: np.ndarray) -> np.ndarray:
-    """1 - the tail probability of the short-term mean error under the recent history's
-    normal (HTM's anomaly likelihood, on window errors; past windows only)."""
+def likelihood(errors: np.ndarray, short: int = LIKELIHOOD_SHORT,
+               long: int = LIKELIHOOD_LONG) -> np.ndarray:
+    """The normal CDF of the short-term mean error under the recent history's mean and
+    spread (HTM's anomaly likelihood, on window errors; past windows only)."""
+    from scipy.special import ndtr
+
     e = pd.Series(errors)
-    short = e.rolling(LIKELIHOOD_SHORT, min_periods=1).mean()
-    history = e.shift(1).rolling(LIKELIHOOD_LONG, min_periods=LIKELIHOOD_SHORT)
+    recent = e.rolling(short, min_periods=1).mean()
+    history = e.shift(1).rolling(long, min_periods=short)
     mean, std = history.mean(), history.std().clip(lower=1e-12)
-    z = ((short - mean) / std).fillna(0).to_numpy()
-    return 1 - 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2))
+    return ndtr(((recent - mean) / std).fillna(0).to_numpy())
 
 
-def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows: int):
-    """(name, per-row alarms) of every policy measured."""
+def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows: int,
+             chosen: str = ""):
+    """(name, per-row alarms) of every policy measured (those whose name holds `chosen`)."""
     errors, ends = windows["error"].to_numpy(), windows["end_row"].to_numpy()
     threshold, w = det.threshold_, det.window_
-    yield "rows above threshold", points["anomaly"].to_numpy(bool)
+    above = errors > threshold
+
+    def onset(name, flags, cooldown):
+        return (name, lambda: events_alarms(windows, det, n_rows, cooldown, flags))
+
+    candidates = [("rows above threshold", lambda: points["anomaly"].to_numpy(bool))]
     for margin in (1.0, 1.25, 1.5, 2.0):
-        for cooldown in (w, 4 * w, 16 * w):
-            flags = errors > margin * threshold
-            yield (f"onset, threshold x{margin:g}, cooldown {cooldown // w}w",
-                   events_alarms(windows, det, n_rows, cooldown, flags))
+        for cooldown in (1, 4, 16):
+            candidates.append(onset(f"onset, threshold x{margin:g}, cooldown {cooldown}w",
+                                    errors > margin * threshold, cooldown * w))
     for low in (0.5, 0.8):
-        yield (f"hysteresis, close below x{low:g}, cooldown 1w",
-               hysteresis_alarms(errors, ends, n_rows, threshold, low * threshold, w))
+        candidates.append((f"hysteresis, close below x{low:g}, cooldown 1w",
+                           lambda low=low: hysteresis_alarms(errors, ends, n_rows, threshold,
+                                                             low * threshold, w)))
     for k in (2, 5):
-        yield (f"min duration {k} windows, cooldown 1w",
-               min_duration_alarms(errors > threshold, ends, n_rows, k, w))
-    like = likelihood(errors)
-    for level in (0.999, 0.9999):
-        yield (f"likelihood > {level:g}, cooldown 4w",
-               events_alarms(windows, det, n_rows, 4 * w, like > level))
+        candidates.append((f"min duration {k} windows, cooldown 1w",
+                           lambda k=k: min_duration_alarms(above, ends, n_rows, k, w)))
+    for short, long in ((10, 500), (5, 500), (10, 1000), (10, 250)):
+        like = likelihood(errors, short, long)
+        for level in (0.99, 0.999, 0.9999):
+            for cooldown in (1, 4, 8):
+                tag = f"short {short}, long {long}, > {level:g}, cooldown {cooldown}w"
+                candidates.append(onset(f"likelihood {tag}", like > level, cooldown * w))
+                candidates.append(onset(f"above & likelihood {tag}", above & (like > level),
+                                        cooldown * w))
+    for name, make in candidates:
+        if chosen in name:
+            yield name, make()
 
 
 # --------------------------------------------------------------- main
@@ -154,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--cache", type=Path, default=Path(__file__).parent / ".cache" / "alarms")
     parser.add_argument("--series", default="")
+    parser.add_argument("--policies", default="", help="only policies whose name holds this")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     windows_json = json.loads((args.folder / "windows.json").read_text())
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             windows["start_row"] = _start_rows(n_rows, det, len(windows))
             windows["end_row"] = windows["start_row"] + det.window_ - 1
             key = spec.name.split("/", 1)[1]
-            for name, alarms in policies(windows, scored["point"], det, n_rows):
+            for name, alarms in policies(windows, scored["point"], det, n_rows, args.policies):
                 result = nab_score.file_score(s.data["timestamp"], alarms, windows_json[key])
                 results.setdefault(name, []).append(result)
             quality.log(f"{spec.name}: {n_rows} rows, window {det.window_}, threshold "
