@@ -45,10 +45,8 @@ import nab_score  # noqa: E402
 import quality  # noqa: E402
 
 from lstmae import Detector, threads  # noqa: E402
-from lstmae.events import Events  # noqa: E402
+from lstmae.events import Events, Surprise  # noqa: E402
 from lstmae.params import DEFAULTS  # noqa: E402
-
-LIKELIHOOD_SHORT, LIKELIHOOD_LONG = 10, 500  # windows: HTM's averaging and history sizes
 
 
 def fitted(spec, s, cache: Path) -> Detector:
@@ -70,14 +68,14 @@ def _frame(frame: pd.DataFrame, s) -> pd.DataFrame:
 
 # --------------------------------------------------------------- policies
 def events_alarms(windows: pd.DataFrame, det: Detector, n_rows: int, cooldown: int,
-                  flags: np.ndarray) -> np.ndarray:
+                  flags: np.ndarray, opens: np.ndarray | None = None) -> np.ndarray:
     """Alarms at event onsets (lstmae.events, the code score runs) for these flags."""
     w = det.window_
     starts = windows["start_row"].to_numpy()
     piece = SimpleNamespace(series=SimpleNamespace(labels=np.arange(n_rows)), offset=0,
                             starts=starts, window=w)
     frame = windows.assign(anomaly=flags)
-    fed = Events(det.columns_, cooldown).feed(piece, frame)
+    fed = Events(det.columns_, cooldown).feed(piece, frame, opens)
     alarms = np.zeros(n_rows, dtype=bool)
     alarms[fed.onsets] = True
     return alarms
@@ -114,17 +112,12 @@ def min_duration_alarms(flags: np.ndarray, ends: np.ndarray, n_rows: int, k: int
     return alarms
 
 
-def likelihood(errors: np.ndarray, short: int = LIKELIHOOD_SHORT,
-               long: int = LIKELIHOOD_LONG) -> np.ndarray:
-    """The normal CDF of the short-term mean error under the recent history's mean and
-    spread (HTM's anomaly likelihood, on window errors; past windows only)."""
-    from scipy.special import ndtr
-
-    e = pd.Series(errors)
-    recent = e.rolling(short, min_periods=1).mean()
-    history = e.shift(1).rolling(long, min_periods=short)
-    mean, std = history.mean(), history.std().clip(lower=1e-12)
-    return ndtr(((recent - mean) / std).fillna(0).to_numpy())
+def surprise(det: Detector, errors: np.ndarray, short: int, long: int) -> np.ndarray:
+    """lstmae.events.Surprise's likelihood at other sizes, seeded as score seeds it."""
+    tracker = Surprise(det.heldout_errors_)
+    tracker.SHORT, tracker.LONG = short, long
+    tracker.history = np.asarray(det.heldout_errors_, dtype=np.float64)[-(short + long):]
+    return tracker.feed(errors)
 
 
 def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows: int,
@@ -134,11 +127,12 @@ def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows:
     threshold, w = det.threshold_, det.window_
     above = errors > threshold
 
-    def onset(name, flags, cooldown):
-        return (name, lambda: events_alarms(windows, det, n_rows, cooldown, flags))
+    def onset(name, flags, cooldown, opens=None):
+        return (name, lambda: events_alarms(windows, det, n_rows, cooldown, flags, opens))
 
-    candidates = [("rows above threshold", lambda: points["anomaly"].to_numpy(bool))]
-    for margin in (1.0, 1.25, 1.5, 2.0):
+    candidates = [("rows above threshold", lambda: points["anomaly"].to_numpy(bool)),
+                  ("lstmae score --level point: alarm", lambda: points["alarm"].to_numpy(bool))]
+    for margin in (1.0, 1.5):
         for cooldown in (1, 4, 16):
             candidates.append(onset(f"onset, threshold x{margin:g}, cooldown {cooldown}w",
                                     errors > margin * threshold, cooldown * w))
@@ -149,14 +143,15 @@ def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows:
     for k in (2, 5):
         candidates.append((f"min duration {k} windows, cooldown 1w",
                            lambda k=k: min_duration_alarms(above, ends, n_rows, k, w)))
-    for short, long in ((10, 500), (5, 500), (10, 1000), (10, 250)):
-        like = likelihood(errors, short, long)
+    for short, long in ((10, 500), (5, 500), (10, 1000)):
+        like = surprise(det, errors, short, long)
         for level in (0.99, 0.999, 0.9999):
-            for cooldown in (1, 4, 8):
+            for cooldown in (1, 4):
                 tag = f"short {short}, long {long}, > {level:g}, cooldown {cooldown}w"
-                candidates.append(onset(f"likelihood {tag}", like > level, cooldown * w))
-                candidates.append(onset(f"above & likelihood {tag}", above & (like > level),
-                                        cooldown * w))
+                news = like > level
+                candidates.append(onset(f"likelihood alone {tag}", news, cooldown * w))
+                candidates.append(onset(f"above, opened by news {tag}", above, cooldown * w,
+                                        news))
     for name, make in candidates:
         if chosen in name:
             yield name, make()

@@ -38,7 +38,7 @@ from lstmae.errors import (
     arg,
     shorten,
 )
-from lstmae.events import Events
+from lstmae.events import Events, Surprise
 from lstmae.inference import SCORE_BATCH, forward
 from lstmae.model import LSTMAutoencoder, ModelConfig
 from lstmae.params import LEVELS, FitParams
@@ -493,6 +493,7 @@ class Detector:
         cooldown = self.check_cooldown(cooldown)
         tracker = state.events if state is not None else Events(self.columns_, cooldown)
         tracker.cooldown = cooldown
+        surprise = state.surprise if state is not None else self.surprise()
         rows = {name: self._rows(name, limit, state, log_events)
                 for name in OUTPUTS if name in wanted}
         interval = IntervalCheck(self.interval_, source) if scoring else None
@@ -508,7 +509,8 @@ class Detector:
                 out = self._forward(piece, scoring, "latent" in wanted,
                                     "reconstruction" in wanted, limit)
                 if out.windows is not None:
-                    out.events = tracker.feed(piece, out.windows)
+                    news = surprise.news(out.windows["error"].to_numpy())
+                    out.events = tracker.feed(piece, out.windows, opens=news)
                     if state is not None:
                         state.latest = latest_window(piece, out.windows) or state.latest
                 result = {}
@@ -524,6 +526,10 @@ class Detector:
                 if piece.last and interval is not None:
                     interval.finish(self.time_kind_)
                 yield result
+
+    def surprise(self) -> Surprise:
+        """How unusual errors are, judged first against the held-out (normal) errors."""
+        return Surprise(self.heldout_errors_)
 
     def check_cooldown(self, cooldown: int | None) -> int:
         """The cooldown in rows (steps with resample): the window when not given."""

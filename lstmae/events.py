@@ -4,15 +4,19 @@ An operator is paged once per incident, not once per anomalous window. Anomalous
 windows whose ends are at most `cooldown` rows apart belong to one event (the
 default, one window, joins every pair of windows that overlap or touch, so events
 never overlap in time); an event closes once `cooldown` rows pass without another
-anomalous window. Its onset is the end of its first anomalous window: the moment
-it could be known, and the row that gets the alarm.
+anomalous window. A stretch of anomalous windows becomes an incident only when one
+of them is news (`Surprise`: its error is unusual against the errors just before
+it), so a stretch of noise whose errors stay high does not page again and again.
+The incident's onset is the end of that window: the moment it could be known, and
+the row that gets the alarm; its start is the stretch's first anomalous window.
 
-`Events` is fed the window rows of each piece in turn and keeps the open event
-between pieces and, with `score --state`, between runs (`to_state`).
+`Events` is fed the window rows of each piece in turn and keeps the open event (and
+a stretch not yet news) between pieces and, with `score --state`, between runs.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,47 +49,67 @@ class Events:
     def __init__(self, columns: list[str], cooldown: int):
         self.columns, self.cooldown = columns, cooldown
         self.count = 0  # events opened so far: the next event's id
-        self.open: dict | None = None
+        self.open: dict | None = None  # the incident going on
+        # Anomalous windows that were no news (yet): they become the incident, start and
+        # all, if news comes before the cooldown passes.
+        self.pending: dict | None = None
 
-    def feed(self, piece: Piece, windows: pd.DataFrame) -> Fed:
-        """windows: the piece's window rows (error, anomaly, error_<col>), in order."""
+    def feed(self, piece: Piece, windows: pd.DataFrame, opens: np.ndarray | None = None) -> Fed:
+        """windows: the piece's window rows (error, anomaly, error_<col>), in order.
+        opens: which anomalous windows may open an event (default: all of them); the
+        others only extend an event already open."""
         fed = Fed()
         labels = piece.series.labels
         ends = piece.offset + piece.starts + piece.window - 1  # global end rows
-        flagged = np.flatnonzero(windows["anomaly"].to_numpy())
+        anomalous = windows["anomaly"].to_numpy()
+        flagged = np.flatnonzero(anomalous)
         if len(flagged):
             errors = windows["error"].to_numpy()[flagged]
             by_column = windows[[f"error_{c}" for c in self.columns]].to_numpy()[flagged]
             starts_at = piece.starts[flagged]
             ends_at = starts_at + piece.window - 1
             at = ends[flagged]
+            opening = np.ones(len(flagged), bool) if opens is None else opens[flagged]
             # Runs of flagged windows at most `cooldown` rows apart: one event each.
             firsts = np.flatnonzero(np.r_[True, np.diff(at) > self.cooldown])
             lasts = np.r_[firsts[1:] - 1, len(at) - 1]
             for first, last in zip(firsts, lasts, strict=True):
-                if self.open is not None and at[first] - self.open["last_end"] > self.cooldown:
-                    fed.closed.append(self._close())
-                if self.open is None:
-                    self.open = self._new(labels, starts_at[first], ends_at[first], at[first])
-                    fed.onsets.append(int(at[first]))
-                    fed.opened.append(self.open)
-                event = self.open
-                event["end"] = labels[ends_at[last]:ends_at[last] + 1]
-                event["last_end"] = int(at[last])
-                event["windows"] += int(last - first + 1)
-                event["peak_error"] = max(event["peak_error"], float(errors[first:last + 1].max()))
-                event["totals"] = event["totals"] + by_column[first:last + 1].sum(axis=0)
-        if self.open is not None and len(ends) and ends[-1] - self.open["last_end"] > self.cooldown:
-            fed.closed.append(self._close())  # cooldown rows have passed with no anomaly
+                current = self.open or self.pending
+                if current is not None and at[first] - current["last_end"] > self.cooldown:
+                    if self.open is not None:
+                        fed.closed.append(self._close())
+                    self.pending = None
+                if self.open is None and self.pending is None:
+                    self.pending = self._stretch(labels[starts_at[first]:starts_at[first] + 1])
+                stretch = self.open or self.pending
+                assert stretch is not None
+                stretch["end"] = labels[ends_at[last]:ends_at[last] + 1]
+                stretch["last_end"] = int(at[last])
+                stretch["windows"] += int(last - first + 1)
+                stretch["peak_error"] = max(stretch["peak_error"],
+                                            float(errors[first:last + 1].max()))
+                stretch["totals"] = stretch["totals"] + by_column[first:last + 1].sum(axis=0)
+                news = np.flatnonzero(opening[first:last + 1])
+                if self.open is None and len(news):  # the stretch is news: an incident
+                    k = first + int(news[0])
+                    self.open, self.pending = stretch, None
+                    stretch.update(id=self.count, onset=labels[ends_at[k]:ends_at[k] + 1],
+                                   onset_row=int(at[k]))
+                    self.count += 1
+                    fed.onsets.append(int(at[k]))
+                    fed.opened.append(stretch)
+        if len(ends):  # cooldown rows have passed with no anomaly: the stretch is over
+            if self.open is not None and ends[-1] - self.open["last_end"] > self.cooldown:
+                fed.closed.append(self._close())
+            if self.pending is not None and ends[-1] - self.pending["last_end"] > self.cooldown:
+                self.pending = None
         fed.opened = [self.row(event, "open") for event in fed.opened]
         return fed
 
-    def _new(self, labels, start_at: int, end_at: int, end_row: int) -> dict:
-        event = {"id": self.count, "onset": labels[end_at:end_at + 1],
-                 "start": labels[start_at:start_at + 1], "onset_row": int(end_row),
-                 "windows": 0, "peak_error": -np.inf, "totals": np.zeros(len(self.columns))}
-        self.count += 1
-        return event
+    def _stretch(self, start) -> dict:
+        """A stretch of anomalous windows, not (yet) an incident: no id, no onset."""
+        return {"id": None, "onset": None, "onset_row": None, "start": start, "windows": 0,
+                "peak_error": -np.inf, "totals": np.zeros(len(self.columns))}
 
     def _close(self) -> dict:
         event, self.open = self.open, None
@@ -104,6 +128,60 @@ class Events:
             "top_column": self.columns[int(np.argmax(event["totals"]))],
             "status": status,
         }
+
+
+class Surprise:
+    """How unusual each window's error is against the errors just before it: the normal
+    probability of the mean of the last SHORT errors under the mean and spread of the
+    LONG errors before them (Numenta's anomaly likelihood, on window errors).
+
+    An incident opens only where the error is above the threshold and news, so a noisy
+    stretch whose errors stay high pages once, not once per cooldown. The history starts
+    as the held-out errors the model stores (normal data), so the first windows of a
+    stream are judged as well as later ones; with score --state it goes on across runs.
+    Each window's figure is computed from a slice of the same length of the same
+    errors, so it does not depend on how the windows came in batches.
+    """
+
+    SHORT, LONG = 10, 500  # windows
+    LEVEL = 0.999  # above this, news (bench/README.md: alarms on nab-dev)
+    BLOCK = 1024  # windows computed at a time
+
+    def __init__(self, history: np.ndarray):
+        self.history = np.asarray(history, dtype=np.float64)[-(self.LONG + self.SHORT):]
+
+    def feed(self, errors: np.ndarray) -> np.ndarray:
+        """The likelihood of each new window's error (0..1), in order."""
+        n = len(errors)
+        seen = np.concatenate([self.history, np.asarray(errors, dtype=np.float64)])
+        self.history = seen[-(self.LONG + self.SHORT):]
+        # Window i of `errors` is at p = len(seen) - n + i: its recent errors are
+        # seen[p - SHORT + 1 : p + 1], its history the up to LONG errors before them.
+        padded = np.concatenate([np.full(self.LONG + self.SHORT, np.nan), seen])
+        ends = len(padded) - n + np.arange(n)
+        likely = np.empty(n)
+        for block in range(0, n, self.BLOCK):  # bounded memory: BLOCK x LONG at a time
+            at = ends[block:block + self.BLOCK]
+            likely[block:block + self.BLOCK] = self._likelihood(padded, at)
+        return likely
+
+    def _likelihood(self, padded: np.ndarray, at: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        view = np.lib.stride_tricks.sliding_window_view
+        recent = view(padded, self.SHORT)[at - self.SHORT + 1].mean(axis=1)
+        past = view(padded, self.LONG)[at - self.SHORT - self.LONG + 1]
+        count = np.sum(~np.isnan(past), axis=1)
+        with warnings.catch_warnings():  # rows with no history yet: all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(past, axis=1), np.nanstd(past, axis=1, ddof=1)
+            z = (recent - mean) / np.maximum(std, 1e-12)
+        z[np.isinf(recent)] = np.inf  # an error that overflowed is news
+        z[(count < self.SHORT) | np.isnan(z)] = 0.0  # too little history to tell: no news
+        return ndtr(z)
+
+    def news(self, errors: np.ndarray) -> np.ndarray:
+        return self.feed(errors) > self.LEVEL
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:

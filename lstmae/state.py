@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lstmae.errors import DataError, OptionError, shorten
-from lstmae.events import Events
+from lstmae.events import Events, Surprise
 from lstmae.output import atomic_output
 from lstmae.series import Series
 from lstmae.stream import Position
@@ -46,12 +46,14 @@ class ScoreState:
     model_checksum: str
     position: Position
     events: Events
+    surprise: Surprise  # the recent errors, that say whether a new one is news
     latest: tuple[int, pd.DataFrame] | None = None  # the latest window row and its end row
     events_before: int = 0  # events opened before this run (the first new id)
 
     @classmethod
     def fresh(cls, detector, cooldown: int) -> ScoreState:
-        return cls(model_checksum(detector.path_), Position(), Events(detector.columns_, cooldown))
+        return cls(model_checksum(detector.path_), Position(), Events(detector.columns_, cooldown),
+                   detector.surprise())
 
     @property
     def opened(self) -> int:
@@ -162,14 +164,6 @@ def _digest(body: dict) -> str:
 # ---------------------------------------------------------------- encoding
 def _encode(state: ScoreState) -> dict:
     at, events = state.position, state.events
-    open_event: dict[str, Any] | None = None
-    if events.open is not None:
-        event = events.open
-        open_event = {key: _array(event[key]) for key in ("onset", "start", "end")}
-        open_event.update(id=event["id"], onset_row=event["onset_row"],
-                          last_end=event["last_end"], windows=event["windows"],
-                          peak_error=_float(event["peak_error"]),
-                          totals=[_float(x) for x in event["totals"]])
     latest = None
     if state.latest is not None:
         end, row = state.latest
@@ -184,7 +178,9 @@ def _encode(state: ScoreState) -> dict:
         "carried": _series(at.carried),
         "held": _series(at.held),
         "latest": latest,
-        "events": {"count": events.count, "open": open_event},
+        "events": {"count": events.count, "open": _stretch(events.open),
+                   "pending": _stretch(events.pending)},
+        "recent_errors": [_float(x) for x in state.surprise.history],
     }
 
 
@@ -204,22 +200,45 @@ def _decode(body: dict, detector, cooldown: int, checksum: str) -> ScoreState:
                         last_index=_unscalar(body["last_index"]), kind=body["kind"])
     events = Events(detector.columns_, cooldown)
     events.count = int(body["events"]["count"])
-    raw = body["events"]["open"]
-    if raw is not None:
-        events.open = {key: _unarray(raw[key]) for key in ("onset", "start", "end")}
-        events.open.update(id=int(raw["id"]), onset_row=int(raw["onset_row"]),
-                           last_end=int(raw["last_end"]), windows=int(raw["windows"]),
-                           peak_error=float(raw["peak_error"]),
-                           totals=np.array(raw["totals"], dtype=np.float64))
-        if events.open["totals"].shape != (len(detector.columns_),):
-            raise ValueError("the open event's totals do not match the model's columns")
+    events.open = _unstretch(body["events"]["open"], detector, opened=True)
+    events.pending = _unstretch(body["events"]["pending"], detector, opened=False)
     latest = None
     if body["latest"] is not None:
         raw = body["latest"]
         latest = (int(raw["end"]), pd.DataFrame(
             {c: _uncell(cell) for c, cell in zip(raw["columns"], raw["row"], strict=True)}))
-    state = ScoreState(checksum, position, events, latest, events.count)
-    return state
+    recent = np.array([float(x) for x in body["recent_errors"]], dtype=np.float64)
+    if np.isnan(recent).any() or (recent < 0).any():
+        raise ValueError("a recent error is not a number of at least 0")
+    return ScoreState(checksum, position, events, Surprise(recent), latest, events.count)
+
+
+def _stretch(event: dict | None) -> dict | None:
+    """An event (or a stretch not yet news) of lstmae.events, as JSON."""
+    if event is None:
+        return None
+    return {"id": event["id"], "onset_row": event["onset_row"], "last_end": event["last_end"],
+            "windows": event["windows"], "peak_error": _float(event["peak_error"]),
+            "totals": [_float(x) for x in event["totals"]],
+            **{key: None if event[key] is None else _array(event[key])
+               for key in ("onset", "start", "end")}}
+
+
+def _unstretch(raw: dict | None, detector, opened: bool) -> dict | None:
+    if raw is None:
+        return None
+    if (raw["id"] is not None) != opened or (raw["onset"] is not None) != opened:
+        raise ValueError("an event without an id or onset, or a stretch with one")
+    totals = np.array([float(x) for x in raw["totals"]], dtype=np.float64)
+    if totals.shape != (len(detector.columns_),):
+        raise ValueError("an event's totals do not match the model's columns")
+    event: dict[str, Any] = {key: None if raw[key] is None else _unarray(raw[key])
+                             for key in ("onset", "start", "end")}
+    event.update(id=None if raw["id"] is None else _count(raw["id"], "event id"),
+                 onset_row=None if raw["onset_row"] is None else int(raw["onset_row"]),
+                 last_end=int(raw["last_end"]), windows=_count(raw["windows"], "windows"),
+                 peak_error=float(raw["peak_error"]), totals=totals)
+    return event
 
 
 def _series(series: Series | None) -> dict | None:

@@ -117,7 +117,8 @@ def test_score_levels_through_the_cli(quickstart):
     events = run_lstmae("score", "sample_data/server_test.csv", "--level", "event",
                         cwd=folder, check=True)
     frame = pd.read_csv(io.StringIO(events.stdout_text))
-    assert list(frame.columns) == ["event", "start", "end", "windows", "peak_error", "top_column"]
+    assert list(frame.columns) == ["event", "onset", "start", "end", "windows", "peak_error",
+                                   "top_column", "status"]
     labels = pd.read_csv(SAMPLES / "server_test_labels.csv")
     spike = labels[labels["kind"] == "spike"].iloc[0]
     hit = frame[(frame["start"] <= spike["end"]) & (frame["end"] >= spike["start"])]
@@ -126,7 +127,8 @@ def test_score_levels_through_the_cli(quickstart):
     points = run_lstmae("score", "sample_data/server_test.csv", "--level", "point",
                         "--per-column", cwd=folder, check=True)
     frame = pd.read_csv(io.StringIO(points.stdout_text))
-    assert list(frame.columns)[:4] == ["timestamp", "score", "threshold", "anomaly"]
+    assert list(frame.columns)[:5] == ["timestamp", "score", "threshold", "anomaly", "alarm"]
+    assert frame["alarm"].sum() == len(pd.read_csv(io.StringIO(events.stdout_text)))
     assert len(frame) == 3024 and frame["score"].iloc[:63].isna().all()
     assert "error_memory" in frame.columns
     assert "first 63 rows have no score" in points.stderr_text
