@@ -166,15 +166,26 @@ class Surprise:
         return likely
 
     def _likelihood(self, padded: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """at: consecutive positions in `padded` (slices of its sliding views, no copies)."""
         from scipy.special import ndtr
 
         view = np.lib.stride_tricks.sliding_window_view
-        recent = view(padded, self.SHORT)[at - self.SHORT + 1].mean(axis=1)
-        past = view(padded, self.LONG)[at - self.SHORT - self.LONG + 1]
-        count = np.sum(~np.isnan(past), axis=1)
-        with warnings.catch_warnings():  # rows with no history yet: all NaN
+        first, n = int(at[0]), len(at)
+        recent = view(padded, self.SHORT)[first - self.SHORT + 1:][:n].mean(axis=1)
+        past = view(padded, self.LONG)[first - self.SHORT - self.LONG + 1:][:n]
+        # NaN pads only the start: when a block's first row has a full history, all do.
+        count = (np.sum(~np.isnan(past), axis=1) if np.isnan(past[0, 0])
+                 else np.full(n, self.LONG))
+        full = count == self.LONG  # a full history (all but a stream's first windows)
+        mean, std = np.empty(n), np.empty(n)
+        with warnings.catch_warnings():  # no history yet (all NaN), errors that overflowed
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(past, axis=1), np.nanstd(past, axis=1, ddof=1)
+            # Rows copied out contiguous, so that each row's sums run in one order
+            # whatever the block it is in (the bits must not depend on the batches).
+            rows = np.ascontiguousarray(past[full])
+            mean[full], std[full] = rows.mean(axis=1), rows.std(axis=1, ddof=1)
+            rows = np.ascontiguousarray(past[~full])
+            mean[~full], std[~full] = np.nanmean(rows, axis=1), np.nanstd(rows, axis=1, ddof=1)
             z = (recent - mean) / np.maximum(std, 1e-12)
         z[np.isinf(recent)] = np.inf  # an error that overflowed is news
         z[(count < self.SHORT) | np.isnan(z)] = 0.0  # too little history to tell: no news

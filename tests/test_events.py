@@ -5,8 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lstmae.events import Events
+from lstmae.events import Events, Surprise
 
 
 def _piece(n_windows: int, window: int, offset: int = 0):
@@ -74,3 +76,26 @@ def test_point_alarms_are_the_events_onsets(small_detector, small_frame, cooldow
         starts = pd.to_datetime(events["start"]).to_numpy()
         ends = pd.to_datetime(events["end"]).to_numpy()
         assert (starts[1:] > ends[:-1]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.integers(0, 3000), max_size=12), seed_rows=st.sampled_from([0, 15, 600]))
+def test_surprise_does_not_depend_on_the_batches(cuts, seed_rows):
+    rng = np.random.default_rng(0)
+    errors = np.abs(rng.standard_normal(3000))
+    errors[[700, 701]] = np.inf  # overflowed: the largest error there is
+    history = np.abs(rng.standard_normal(seed_rows))
+    whole = Surprise(history).feed(errors)
+    tracker, bounds = Surprise(history), [0, *sorted(cuts), 3000]
+    parts = [tracker.feed(errors[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_surprise_flags_a_jump_and_not_the_level_it_stays_at():
+    rng = np.random.default_rng(1)
+    errors = np.abs(rng.standard_normal(3000)) * 0.1
+    errors[1500:] += 1.0  # errors jump and stay high
+    news = Surprise(errors[:500]).news(errors)
+    assert news[1500:1520].any()  # the jump is news
+    assert not news[2200:].any()  # the new level, once it is the history, is not
+    assert not news[:1500].any()
