@@ -30,7 +30,9 @@ changed and scored again without refitting. Fits run on one thread (repeatable).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -127,32 +129,27 @@ def policies(windows: pd.DataFrame, points: pd.DataFrame, det: Detector, n_rows:
     threshold, w = det.threshold_, det.window_
     above = errors > threshold
 
-    def onset(name, flags, cooldown, opens=None):
-        return (name, lambda: events_alarms(windows, det, n_rows, cooldown, flags, opens))
+    def onset(flags, cooldown, opens=None):
+        return lambda: events_alarms(windows, det, n_rows, cooldown * w, flags, opens)
 
-    candidates = [("rows above threshold", lambda: points["anomaly"].to_numpy(bool)),
-                  ("lstmae score --level point: alarm", lambda: points["alarm"].to_numpy(bool))]
-    for margin in (1.0, 1.5):
-        for cooldown in (1, 4, 16):
-            candidates.append(onset(f"onset, threshold x{margin:g}, cooldown {cooldown}w",
-                                    errors > margin * threshold, cooldown * w))
+    candidates = {"rows above threshold": lambda: points["anomaly"].to_numpy(bool),
+                  "lstmae score --level point: alarm": lambda: points["alarm"].to_numpy(bool)}
+    for margin, cooldown in itertools.product((1.0, 1.5), (1, 4, 16)):
+        candidates[f"onset, threshold x{margin:g}, cooldown {cooldown}w"] = onset(
+            errors > margin * threshold, cooldown)
     for low in (0.5, 0.8):
-        candidates.append((f"hysteresis, close below x{low:g}, cooldown 1w",
-                           lambda low=low: hysteresis_alarms(errors, ends, n_rows, threshold,
-                                                             low * threshold, w)))
+        candidates[f"hysteresis, close below x{low:g}, cooldown 1w"] = functools.partial(
+            hysteresis_alarms, errors, ends, n_rows, threshold, low * threshold, w)
     for k in (2, 5):
-        candidates.append((f"min duration {k} windows, cooldown 1w",
-                           lambda k=k: min_duration_alarms(above, ends, n_rows, k, w)))
+        candidates[f"min duration {k} windows, cooldown 1w"] = functools.partial(
+            min_duration_alarms, above, ends, n_rows, k, w)
     for short, long in ((10, 500), (5, 500), (10, 1000)):
         like = surprise(det, errors, short, long)
-        for level in (0.99, 0.999, 0.9999):
-            for cooldown in (1, 4):
-                tag = f"short {short}, long {long}, > {level:g}, cooldown {cooldown}w"
-                news = like > level
-                candidates.append(onset(f"likelihood alone {tag}", news, cooldown * w))
-                candidates.append(onset(f"above, opened by news {tag}", above, cooldown * w,
-                                        news))
-    for name, make in candidates:
+        for level, cooldown in itertools.product((0.99, 0.999, 0.9999), (1, 4)):
+            tag = f"short {short}, long {long}, > {level:g}, cooldown {cooldown}w"
+            candidates[f"likelihood alone {tag}"] = onset(like > level, cooldown)
+            candidates[f"above, opened by news {tag}"] = onset(above, cooldown, like > level)
+    for name, make in candidates.items():
         if chosen in name:
             yield name, make()
 

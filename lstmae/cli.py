@@ -446,14 +446,7 @@ def score(
     out_format = _output_format(fmt, output, inputs, prom=True)
     if follow and out_format == "table":
         out_format = "csv"  # rows as they come: a table needs them all
-    if follow and out_format == "parquet":
-        raise OptionError("--follow writes rows as they come: use csv or json, or -o FILE.prom")
-    if reset_state and state is None:
-        raise OptionError("--reset-state goes with --state FILE")
-    if state is not None:
-        from lstmae.output import check_output
-
-        check_output(state, inputs, option="--state")
+    _check_state_and_follow(state, reset_state, follow, out_format, output, inputs)
     policy = _threads(threads)
     detector = _load(model, time_format)
     limit, how = detector.threshold_for(threshold, threshold_quantile, risk, margin)
@@ -483,6 +476,24 @@ def score(
             stderr.print(line, soft_wrap=True)
     if fail_on_anomaly and run.alarming(report):
         raise typer.Exit(EXIT_ANOMALY)
+
+
+def _check_state_and_follow(state, reset_state: bool, follow: bool, out_format: str,
+                            output: str | None, inputs) -> None:
+    from lstmae.output import check_output, is_stream
+
+    if follow and out_format != params.PROM and (
+            out_format == "parquet" or output not in (None, "-") and not is_stream(output)):
+        # A file is renamed into place when complete, which a stream never is.
+        raise OptionError("--follow writes rows as they come: to stdout (csv or json; "
+                          "append with >> FILE), or -o FILE.prom")
+    if reset_state and state is None:
+        raise OptionError("--reset-state goes with --state FILE")
+    if state is not None:
+        if output is not None and os.path.abspath(output) == os.path.abspath(state):
+            raise OptionError(f"--state {shorten(state)} is also the --output; give each its "
+                              "own file")
+        check_output(state, [*inputs, ("output", output)], option="--state")
 
 
 @command

@@ -55,7 +55,6 @@ from lstmae.stream import (
     Rows,
     WindowRows,
     describe_interval,
-    finish_events,
     latest_window,
     pieces,
     typical_interval,
@@ -494,7 +493,7 @@ class Detector:
         tracker = state.events if state is not None else Events(self.columns_, cooldown)
         tracker.cooldown = cooldown
         surprise = state.surprise if state is not None else self.surprise()
-        rows = {name: self._rows(name, limit, state, log_events)
+        rows = {name: self._rows(name, limit, tracker, state, log_events)
                 for name in OUTPUTS if name in wanted}
         interval = IntervalCheck(self.interval_, source) if scoring else None
         data = self.params.data
@@ -516,16 +515,13 @@ class Detector:
                 result = {}
                 for name, output in rows.items():
                     result[name] = output.feed(piece, out)
+                    # What is left when the data ends (with a state it never does: it goes on).
                     finished = output.finish() if piece.last else None
                     if finished is not None:
                         result[name] = pd.concat([result[name], finished], ignore_index=True)
-                if piece.last and "event" in result and tracker.open is not None:
-                    # The event still open when the data ends (not so with a state: it goes on).
-                    result["event"] = pd.concat([result["event"], finish_events(tracker)],
-                                                ignore_index=True)
-                if piece.last and interval is not None:
-                    interval.finish(self.time_kind_)
                 yield result
+        if interval is not None:  # once the data has ended, or a run with a state has
+            interval.finish(self.time_kind_)
 
     def surprise(self) -> Surprise:
         """How unusual errors are, judged first against the held-out (normal) errors."""
@@ -542,7 +538,7 @@ class Detector:
                               f"{limits.MAX_COOLDOWN} (got {cooldown!r})")
         return int(cooldown)
 
-    def _rows(self, name: str, limit: float, state: ScoreState | None = None,
+    def _rows(self, name: str, limit: float, tracker: Events, state: ScoreState | None = None,
               log_events: bool = False) -> Rows:
         """The output `name` (one of OUTPUTS), refused if its columns would repeat a name."""
         if name == "point":
@@ -559,7 +555,7 @@ class Detector:
                 "a column named like another's reconstruction (<col>_recon)")
             return ReconstructionRows(self.columns_, self.scaler_.inverse)
         if name == "event":
-            return EventRows(log_events)
+            return EventRows(tracker, log_events)
         return WindowRows() if name == "window" else LatentRows()
 
     @torch.inference_mode()

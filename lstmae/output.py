@@ -56,7 +56,7 @@ def format_for(path: str | None, fmt: str | None) -> str | None:
     if path is None or path == "-":
         return None
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS and _is_stream(path):
+    if suffix not in _SUFFIX_FORMATS and is_stream(path):
         return "csv"  # /dev/stdout, a FIFO: CSV, as on a pipe
     if suffix not in _SUFFIX_FORMATS:
         raise OptionError(
@@ -66,7 +66,7 @@ def format_for(path: str | None, fmt: str | None) -> str | None:
     return _SUFFIX_FORMATS[suffix]
 
 
-def _is_stream(path: str | os.PathLike) -> bool:
+def is_stream(path: str | os.PathLike) -> bool:
     """An existing target that is not a regular file or folder (a device, FIFO or socket),
     or a name for an open stream (/dev/stdout, /dev/fd/N, /proc/self/fd/N), whatever it
     points to: written into, never replaced."""
@@ -110,7 +110,7 @@ def _check_output(target: Path, inputs, option: str) -> None:
                 f"{option} {target}: is inside the {what} folder {source}; "
                 "write the output somewhere else"
             )
-    if _is_stream(target):
+    if is_stream(target):
         return  # written into as it is, like a shell redirection
     if target.is_dir():
         raise OptionError(f"{option} {target}: is a folder; give a file name to write")
@@ -150,7 +150,7 @@ class AtomicFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.stream = _is_stream(self.path)
+        self.stream = is_stream(self.path)
         self._done = False
         if self.stream:
             self.target = str(self.path)
@@ -305,7 +305,11 @@ def time_text(column: pd.Series) -> np.ndarray:
         column = column.dt.tz_localize(None)  # the wall-clock times, as written
         offsets = (column.to_numpy() - utc).astype("timedelta64[s]").astype(np.int64)
     wall = column.to_numpy()
-    nanos = wall.astype("datetime64[ns]").view(np.int64) % 1_000_000_000
+    unit = np.datetime_data(wall.dtype)[0]
+    # Nanoseconds into the second, from the column's own unit (years past 2262 overflow
+    # nanoseconds since the epoch).
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}.get(unit, 1)
+    nanos = (wall.view(np.int64) % per_second) * (1_000_000_000 // per_second)
     text = np.datetime_as_string(wall, unit="s")
     micros = (nanos != 0) & (nanos % 1000 == 0)
     if micros.any():

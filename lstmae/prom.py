@@ -9,6 +9,7 @@ kept by `--state`; without a state each run stands alone and only gauges are wri
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -53,10 +54,12 @@ def exposition(snap: Snapshot) -> bytes:
     ]
     if snap.latest is not None and len(snap.latest):
         row = snap.latest.iloc[0]
+        error = _finite(row["score"])
         families += [
-            gauge("window_error", "The latest window's reconstruction error.",
-                  _finite(row["score"])),
-            gauge("anomaly", "1 when the latest window is anomalous.", float(bool(row["anomaly"]))),
+            gauge("window_error", "The latest window's reconstruction error.", error),
+            # At this run's threshold (a window scored in an earlier run was judged by its own).
+            gauge("anomaly", "1 when the latest window is anomalous.",
+                  float(error > snap.threshold)),
         ]
         by_column = GaugeMetricFamily("lstmae_column_error", "The latest window's error in "
                                       "each column.", labels=["model", "column"])
@@ -87,6 +90,11 @@ def _finite(value) -> float:
     """An error that overflowed is the largest there is (+Inf is valid in the format)."""
     value = float(value)
     return math.inf if math.isnan(value) else value
+
+
+def label(path: str) -> str:
+    """A file name as a label value: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def unix_seconds(value, kind: str) -> float | None:

@@ -235,6 +235,7 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------- --follow
 FOLLOW_POLL_S = 0.25  # how often a file that has stopped growing is looked at again
 FOLLOW_READ_BYTES = 1 << 20  # at most this much text becomes one batch
+FOLLOW_MAX_PENDING = 16 << 20  # text waiting for the end of its row
 
 
 def follow_frames(source: str | os.PathLike, poll_s: float = FOLLOW_POLL_S
@@ -266,6 +267,9 @@ def follow_frames(source: str | os.PathLike, poll_s: float = FOLLOW_POLL_S
                     if header is None:
                         continue
                 lines, pending = _complete_lines(pending, tail.ended)
+                if len(pending) > FOLLOW_MAX_PENDING:
+                    raise DataError(f"{name}: a row of over {FOLLOW_MAX_PENDING >> 20} MiB, or a "
+                                    "quoted field that does not end; check the quoting")
                 if lines.strip():
                     with _csv_errors(name):
                         yield pd.read_csv(io.BytesIO(header + lines))
@@ -291,13 +295,42 @@ def _follow_header(text: bytes, name: str) -> tuple[bytes | None, bytes]:
 
 
 def _complete_lines(text: bytes, ended: bool) -> tuple[bytes, bytes]:
-    """(whole lines, the rest): a line is whole at a newline outside quotes, or at the end."""
+    """(whole rows, the rest): a row ends at a newline outside a quoted field, or at the end."""
     if ended:
         return text, b""
-    cut = text.rfind(b"\n") + 1
-    while cut > 0 and text[:cut].count(b'"') % 2:  # inside a quoted field: wait for its end
-        cut = text.rfind(b"\n", 0, cut - 1) + 1
+    cut = _last_row_end(text)
     return text[:cut], text[cut:]
+
+
+def _last_row_end(text: bytes) -> int:
+    """The index after the last newline that ends a CSV row.
+
+    As the CSV parser reads it: a quote opens a quoted field only at a field's start
+    (a stray `5" disk` inside a field is text), and `""` inside one is a quote.
+    """
+    if b'"' not in text:
+        return text.rfind(b"\n") + 1
+    quote, comma, newline, cr = 0x22, 0x2C, 0x0A, 0x0D
+    quoted = closed = False
+    field_start, end = True, 0
+    for i, byte in enumerate(text):
+        if quoted:
+            if byte == quote:
+                quoted, closed = False, True
+            continue
+        if closed and byte == quote:  # "" inside a quoted field
+            quoted, closed = True, False
+            continue
+        closed = False
+        if byte == quote and field_start:
+            quoted, field_start = True, False
+        elif byte == comma:
+            field_start = True
+        elif byte == newline:
+            end, field_start = i + 1, True
+        elif byte != cr:
+            field_start = False
+    return end
 
 
 class _Tail:

@@ -44,8 +44,9 @@ def cell(value: object) -> str:
 
 
 def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
-    """Concatenate frames, skipping None; an empty frame when there are none."""
-    frames = [f for f in frames if f is not None]
+    """Concatenate frames, skipping None and frames without columns; an empty frame when
+    there are none."""
+    frames = [f for f in frames if f is not None and len(f.columns)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -200,11 +201,12 @@ class ScoreReport:
         self.level, self.top, self.per_column = level, top, per_column
         self.keep_windows = table and level == "window"
         self.windows = self.anomalies = self.n_events = 0
-        self.events: list[pd.DataFrame] = []
         self.top_windows: pd.DataFrame | None = None
         self.last_window: pd.DataFrame | None = None  # the latest window row (for .prom)
         self.closed: list[int] = []  # ids of the events that closed
-        self.open_at_end = 0  # events written as still open when the data ended
+        self.open_at_end = 0  # events open at the end of the rows so far
+        self._open: dict[int, pd.DataFrame] = {}  # their rows
+        self._closed_rows = pd.DataFrame()  # the first `top` events that closed
         self.on_event: Callable[[str], None] | None = None  # told of each event as it closes
 
     def take(self, part: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -214,15 +216,22 @@ class ScoreReport:
         self.anomalies += int(windows["anomaly"].sum())
         if len(windows):
             self.last_window = windows.iloc[[-1]].reset_index(drop=True)
+        closed = events[events["status"] == "closed"]
         if self.on_event is not None:  # --follow: each event as it closes, at once
-            for row in events[events["status"] == "closed"].itertuples():
+            for row in closed.itertuples():
                 self.on_event(event_line(row))
-        closed = events["status"] == "closed"
-        self.closed += events["event"][closed].tolist()
-        self.open_at_end = int((~closed).sum())
-        if self.n_events < self.top:
-            self.events.append(events.head(self.top - self.n_events))
-        self.n_events += int(closed.sum()) + self.open_at_end
+        # An event may have a row as it opens (a --follow log, the data's end) and one as
+        # it closes: it is one event, shown as it last stood.
+        for event in closed["event"]:
+            self._open.pop(int(event), None)
+        opened = events[events["status"] == "open"]
+        for i, event in enumerate(opened["event"]):
+            self._open[int(event)] = opened.iloc[[i]]
+        if len(self._closed_rows) < self.top:
+            self._closed_rows = concat([self._closed_rows, closed]).head(self.top)
+        self.closed += [int(e) for e in closed["event"]]
+        self.open_at_end = len(self._open)
+        self.n_events = len(self.closed) + self.open_at_end
         result = part[self.level]
         if not self.per_column:
             result = result.drop(columns=[c for c in result.columns if c.startswith("error_")])
@@ -246,7 +255,7 @@ class ScoreReport:
         Console().print(summary)
         if self.level == "window":
             if self.n_events:
-                print_table(concat(self.events), "events (consecutive anomalous windows)",
+                print_table(self.event_rows(), "events (incidents)",
                             self.n_events)
             top = self.top_windows if self.top_windows is not None else pd.DataFrame()
             print_table(top, f"top {len(top)} windows by error", self.windows, "anomaly")
@@ -254,9 +263,13 @@ class ScoreReport:
             print_table(shown, f"{self.level} scores", shown.attrs["rows"],
                         "anomaly" if "anomaly" in shown.columns else None)
 
+    def event_rows(self) -> pd.DataFrame:
+        """The first `top` events: those that closed, then those still open."""
+        return concat([self._closed_rows, *self._open.values()]).head(self.top)
+
     def event_lines(self, limit: int = 10) -> list[str]:
         """The first events, one line each, for stderr beside piped data."""
-        lines = [event_line(e) for e in concat(self.events).head(limit).itertuples()]
+        lines = [event_line(e) for e in self.event_rows().head(limit).itertuples()]
         if self.n_events > limit:
             lines.append(f"  … {self.n_events - limit} more events (--level event lists all)")
         return lines

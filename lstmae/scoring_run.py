@@ -68,11 +68,12 @@ class ScoringRun:
             yield part
             if self.follow and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
                 self._save(prom_path)
+        if self.state is not None and self.state_path is not None:
+            # Before the output file is renamed into place: a refused run changes nothing.
+            states.check_ahead(self.state, self.state_path, self.source)
 
     def finish(self, prom_path: str | None = None) -> None:
-        """After the rows are written: check the state against the data, then write it."""
-        if self.state is not None and self.state_path is not None:
-            states.check_ahead(self.state, self.state_path, self.source)
+        """After the rows are written: write the state (and the .prom file)."""
         self._save(prom_path)
 
     def _save(self, prom_path: str | None) -> None:
@@ -96,7 +97,8 @@ class ScoringRun:
     def snapshot(self) -> prom.Snapshot:
         det, report, state = self.detector, self.report, self.state
         assert report is not None
-        snap = prom.Snapshot(model=det.path_, threshold=self.limit, columns=det.columns_,
+        snap = prom.Snapshot(model=prom.label(det.path_), threshold=self.limit,
+                             columns=det.columns_,
                              windows=report.windows, anomalies=report.anomalies)
         if state is not None:
             snap.latest = state.latest[1] if state.latest is not None else None

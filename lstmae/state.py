@@ -86,9 +86,12 @@ def load(path: str, detector, cooldown: int, reset: bool = False) -> ScoreState:
                              f"{VERSION}")
         if doc.get("sha256") != _digest(body):
             raise ValueError("checksum mismatch")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise ValueError("no model checksum")
     except OSError as exc:
         raise OptionError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError,
+            OverflowError) as exc:
         raise DataError(f"{where}: is damaged or not an lstmae state ({shorten(str(exc), 80)}); "
                         "delete it or give --reset-state to start over") from None
     checksum = model_checksum(detector.path_)
@@ -98,7 +101,7 @@ def load(path: str, detector, cooldown: int, reset: bool = False) -> ScoreState:
                         "or --reset-state to start over with this one")
     try:
         return _decode(body, detector, cooldown, checksum)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise DataError(f"{where}: is damaged ({shorten(str(exc), 80)}); delete it or give "
                         "--reset-state to start over") from None
 
@@ -173,6 +176,7 @@ def _encode(state: ScoreState) -> dict:
         "model": state.model_checksum,
         "kind": at.kind,
         "last_index": _scalar(at.last_index),
+        "last_values": None if at.last_values is None else [_float(x) for x in at.last_values],
         "offset": at.offset,
         "next_window": at.next_window,
         "carried": _series(at.carried),
@@ -189,15 +193,20 @@ def _decode(body: dict, detector, cooldown: int, checksum: str) -> ScoreState:
     carried = _unseries(body["carried"], detector)
     if carried is not None and len(carried.values) > window - 1:
         raise ValueError(f"carries {len(carried.values)} rows for a window of {window}")
-    for key in ("offset", "next_window"):
-        _count(body[key], key)
     _count(body["events"]["count"], "events")
     if body["kind"] not in (None, "rows", "number", "naive", "aware"):
         raise ValueError(f"unknown kind of time {shorten(body['kind'])!r}")
-    position = Position(carried=carried, offset=int(body["offset"]),
-                        next_window=int(body["next_window"]), held=_unseries(body["held"],
-                                                                             detector),
-                        last_index=_unscalar(body["last_index"]), kind=body["kind"])
+    last_values = body["last_values"]
+    if last_values is not None:
+        last_values = np.array([float(x) for x in last_values], dtype=np.float64)
+        if last_values.shape != (len(detector.columns_),):
+            raise ValueError("the last row's values do not match the model's columns")
+    position = Position(carried=carried, offset=_count(body["offset"], "offset"),
+                        next_window=_count(body["next_window"], "next_window"),
+                        held=_unseries(body["held"], detector),
+                        last_index=_unscalar(body["last_index"]), last_values=last_values,
+                        kind=body["kind"])
+    _check_kinds(position)
     events = Events(detector.columns_, cooldown)
     events.count = int(body["events"]["count"])
     events.open = _unstretch(body["events"]["open"], detector, opened=True)
@@ -251,9 +260,30 @@ def _series(series: Series | None) -> dict | None:
 
 
 def _count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
         raise ValueError(f"{what} is not a count")
     return value
+
+
+_INDEX_KINDS = {"naive": "M", "aware": "M", "number": "iuf", "rows": "iu"}
+
+
+def _check_kinds(at: Position) -> None:
+    """The times a state holds are of the kind it says (a forged one could mix them)."""
+    kind = at.kind
+    if kind is None:
+        if at.carried is not None or at.last_index is not None:
+            raise ValueError("rows without a kind of time")
+        return
+    wanted = _INDEX_KINDS[kind]
+    for series in (at.carried, at.held):
+        if series is not None and (np.asarray(series.index).dtype.kind not in wanted
+                                   or series.time_kind != kind):
+            raise ValueError("carried rows of another kind of time")
+    if at.last_index is not None and np.asarray(at.last_index).dtype.kind not in wanted:
+        raise ValueError("a last time of another kind")
+    if (at.last_index is None) != (at.last_values is None) and kind != "rows":
+        raise ValueError("a last time without its values")
 
 
 def _unseries(raw: dict | None, detector) -> Series | None:

@@ -58,11 +58,13 @@ class Position:
     next_window: int = 0  # global number of the next window
     held: Series | None = None  # --resample: the rows of a step not known to be complete
     last_index: Any = None  # the index of the last row read (None: no row yet)
+    last_values: Any = None  # and its values: to find it again in the next run's rows
     kind: str | None = None  # how the time was written ("naive", "aware", "number", "rows")
     # This run only: rows skipped as scored before, and the latest time among them.
     skipped: int = 0
     newest_skipped: Any = None
     new_rows: int = 0
+    skipping: bool = True  # no new row seen yet
 
 
 def pieces(
@@ -108,6 +110,12 @@ def pieces(
         new = to_series(current, columns, time_col if time_col in current.columns else None,
                         fill, source, sort=sort, first_row=first_row, time_format=time_format,
                         report=False, earliest=earliest)
+        if kind is not None and new.time_kind != kind and first_row == 0 and at.kind:
+            raise DataError(
+                f"{source}: time column '{new.time_col}' holds {_KINDS[new.time_kind]}, but "
+                f"the --state was scored on data with {_KINDS[kind]}; give data written as "
+                "before, or --reset-state to start over"
+            )
         kind = kind or new.time_kind
         if new.time_kind != kind:
             raise DataError(
@@ -148,20 +156,31 @@ def pieces(
 
 
 def _skip_scored(new: Series, at: Position) -> Series:
-    """The rows after the last one read before (a time column), else all; notes the last."""
-    if len(new.index) == 0:
-        return new
-    if new.time_col is not None and at.last_index is not None:
-        seen = new.index <= at.last_index
-        if seen.any():
-            at.skipped += int(seen.sum())
-            newest = new.index[seen].max()
+    """The rows not scored before; notes the last row read.
+
+    Skipped: the rows up to the last row read before, found by its time and values
+    (the first such row), so that rows after it are kept even where a clock stepped
+    back or a time repeats; when it is not there, the leading rows at or before its
+    time. Once a row is kept, all the rest are. Without a time column all are new.
+    """
+    if len(new.index) and at.skipping and new.time_col is not None and (
+            at.last_index is not None):
+        same = np.flatnonzero((new.index == at.last_index)
+                              & (new.values == at.last_values).all(axis=1))
+        later = np.flatnonzero(new.index > at.last_index)
+        cut = int(same[0]) + 1 if len(same) else int(later[0]) if len(later) else len(new.index)
+        if cut:
+            at.skipped += cut
+            newest = new.index[:cut].max()
             at.newest_skipped = (newest if at.newest_skipped is None
                                  else max(newest, at.newest_skipped))
-            new = new.part(~seen)
+            new = new.part(slice(cut, None))
+        at.skipping = not len(new.index)
     if len(new.index):
+        at.skipping = False
         at.new_rows += len(new.index)
         at.last_index = new.index[-1] if new.time_col is not None else None
+        at.last_values = new.values[-1].copy()
     return new
 
 
@@ -442,8 +461,8 @@ class EventRows(Rows):
     data ends is written then, with status "open". As a log (`log=True`: --follow), an
     event is also written as it opens; an endless stream (--state) holds the open one."""
 
-    def __init__(self, log: bool = False):
-        self.log = log
+    def __init__(self, tracker: events.Events, log: bool = False):
+        self.tracker, self.log = tracker, log
 
     def feed(self, piece: Piece, out: PieceOutput) -> pd.DataFrame:
         assert out.events is not None
@@ -452,7 +471,7 @@ class EventRows(Rows):
         rows = [*(out.events.opened if self.log else []), *out.events.closed]
         return events.frame(sorted(rows, key=lambda row: (row["event"], row["status"] != "open")))
 
-
-def finish_events(tracker: events.Events) -> pd.DataFrame:
-    """The event still open when the data ends, as a row with status "open"."""
-    return events.frame([] if tracker.open is None else [tracker.row(tracker.open, "open")])
+    def finish(self) -> pd.DataFrame | None:
+        """The event still open when the data ends, as a row with status "open"."""
+        event = self.tracker.open
+        return None if event is None else events.frame([self.tracker.row(event, "open")])

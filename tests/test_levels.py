@@ -65,7 +65,9 @@ def test_events_merge_runs_and_name_the_column_at_fault(small_detector, small_fr
     assert pd.Timestamp(main["start"]) <= broken["timestamp"][200]
     assert pd.Timestamp(main["end"]) >= broken["timestamp"][209]
     windows = small_detector.score(broken)
-    assert events["windows"].sum() == windows["anomaly"].sum()
+    # Every anomalous window of an incident counts; stretches that were never news
+    # (lstmae.events.Surprise) open none.
+    assert 0 < events["windows"].sum() <= windows["anomaly"].sum()
 
 
 def test_threshold_methods():
