@@ -16,7 +16,7 @@ import os
 import select
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -238,21 +238,22 @@ FOLLOW_READ_BYTES = 1 << 20  # at most this much text becomes one batch
 FOLLOW_MAX_PENDING = 16 << 20  # text waiting for the end of its row
 
 
-def follow_frames(source: str | os.PathLike, poll_s: float = FOLLOW_POLL_S
-                  ) -> Iterator[pd.DataFrame]:
+def follow_frames(source: str | os.PathLike, poll_s: float = FOLLOW_POLL_S,
+                  stop: Callable[[], bool] | None = None) -> Iterator[pd.DataFrame]:
     """CSV rows as they arrive, a batch as soon as complete lines are there: from stdin
     until it ends, or from a file as it grows (as `tail -F`: a file truncated or
     replaced, as log rotation does, is read again from its first row) until Ctrl-C.
 
-    Ctrl-C (or SIGTERM) while waiting for rows ends the stream, as its end would: the
-    rows read so far are scored and written. Memory stays bounded by one read.
+    The stream ends, as its end would, when `stop()` says so (looked at every poll_s
+    while waiting) or on Ctrl-C while waiting: the rows read so far are scored and
+    written. Memory stays bounded by one read.
     """
     name = "<stdin>" if str(source) == "-" else str(source)
     if name != "<stdin>" and (Path(source).suffix.lower() in (".gz", ".parquet", ".pq")
                               or Path(source).is_dir()):
         raise DataError(f"{name}: --follow reads CSV text as it grows; give a .csv file or - "
                         "for stdin")
-    tail = _Tail(source, name, poll_s)
+    tail = _Tail(source, name, poll_s, stop or (lambda: False))
     try:
         with tail:
             header = None
@@ -336,8 +337,8 @@ def _last_row_end(text: bytes) -> int:
 class _Tail:
     """The bytes of stdin or of a growing file, as they arrive."""
 
-    def __init__(self, source, name: str, poll_s: float):
-        self.source, self.name, self.poll_s = source, name, poll_s
+    def __init__(self, source, name: str, poll_s: float, stop: Callable[[], bool]):
+        self.source, self.name, self.poll_s, self.stop = source, name, poll_s, stop
         self.ended = False
         self._file: io.BufferedReader | None = None
 
@@ -368,7 +369,10 @@ class _Tail:
         """Bytes as they come; None when the file was replaced or truncated (read again)."""
         if self._file is None:
             while True:
-                select.select([self._fd], [], [])
+                if not select.select([self._fd], [], [], self.poll_s)[0]:
+                    if self.stop():
+                        return
+                    continue
                 data = os.read(self._fd, FOLLOW_READ_BYTES)
                 if not data:
                     self.ended = True
@@ -385,6 +389,8 @@ class _Tail:
                 self._open()
                 yield None
                 continue
+            if self.stop():
+                return
             time.sleep(self.poll_s)
 
     def _replaced(self) -> bool:

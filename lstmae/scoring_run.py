@@ -34,6 +34,7 @@ class ScoringRun:
         self._saved_at = time.monotonic()
         self.report = None
         self._lock = contextlib.ExitStack()
+        self.stopping = False
 
     def __enter__(self) -> ScoringRun:
         """Take the state (its lock first: one run at a time) or, for --follow, a fresh one:
@@ -44,17 +45,24 @@ class ScoringRun:
                                      self.reset_state)
         elif self.follow:
             self.state = states.ScoreState.fresh(self.detector, self.cooldown)
+        if self.follow:
+            self._lock.enter_context(_stop_on_signals(self))
         return self
 
     def __exit__(self, *exc) -> None:
         self._lock.close()
+
+    def stop(self) -> None:
+        """End a followed stream once the rows in hand are scored and written."""
+        self.stopping = True
 
     def parts(self, batch_rows: int | None, level: str, report) -> Iterator[pd.DataFrame]:
         """The level's rows, batch by batch, each counted by `report` (render.ScoreReport)."""
         from lstmae.read import follow_frames, iter_frames
 
         self.report = report
-        frames = follow_frames(self.data) if self.follow else iter_frames(self.data, batch_rows)
+        frames = (follow_frames(self.data, stop=lambda: self.stopping) if self.follow
+                  else iter_frames(self.data, batch_rows))
         parts = self.detector.iter_score(
             frames, threshold=self.limit, source=self.source, levels={"window", "event", level},
             cooldown=self.cooldown, state=self.state, log_events=self.follow and level == "event")
@@ -143,3 +151,30 @@ class ScoringRun:
         if report.closed:
             parts.append("closed " + ", ".join(map(str, report.closed)))
         return "; ".join(parts) if parts else None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(run: ScoringRun):
+    """--follow: Ctrl-C, SIGTERM or SIGHUP ends the stream cleanly, after the batch in hand
+    is written and the state saved (a second one stops at once, as Ctrl-C does)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if run.stopping:
+            raise KeyboardInterrupt
+        run.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's stays ignored
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -118,3 +118,29 @@ def test_follow_refuses_what_cannot_grow(tmp_path, model, small_frame):
                            str(tmp_path / "o.parquet")], input=b"", capture_output=True,
                           timeout=120)
     assert proc.returncode == 2 and b"--follow writes rows as they come" in proc.stderr
+
+
+def test_sigterm_ends_a_followed_stream_cleanly_and_it_resumes(tmp_path, model, small_frame):
+    state = tmp_path / "s.json"
+    text = small_frame.to_csv(index=False).splitlines(keepends=True)
+    header, rows = text[0], text[1:]
+    proc = subprocess.Popen([str(LSTMAE), "score", "-", "-m", str(model), "--follow", "-q",
+                             "--state", str(state)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = bytearray()
+    try:
+        proc.stdin.write((header + "".join(rows[:250])).encode())  # the pipe stays open
+        proc.stdin.flush()
+        assert _read_lines(proc.stdout.fileno(), out, 1 + 250 - 15, timeout=120) == 236
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err  # ended as the end of stdin would end it
+    first = bytes(out) + rest
+    again = subprocess.run([str(LSTMAE), "score", "-", "-m", str(model), "--follow", "-q",
+                            "--state", str(state)],
+                           input=(header + "".join(rows[200:])).encode(),
+                           capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert first + again.stdout.split(b"\n", 1)[1] == _whole(tmp_path, model, small_frame)
