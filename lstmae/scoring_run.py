@@ -10,6 +10,7 @@ full by the next run, never skipped.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterable, Iterator
 
@@ -94,8 +95,6 @@ class ScoringRun:
     def write_prom(self, path: str) -> None:
         text = prom.exposition(self.snapshot())
         if path in (None, "-"):
-            import sys
-
             sys.stdout.buffer.write(text)
             sys.stdout.flush()
             return
@@ -146,8 +145,13 @@ class ScoringRun:
         new = list(range(state.events_before, state.events.count))
         if new:
             parts.append("new event(s) " + ", ".join(map(str, new)))
-        if state.events.open is not None and state.events.open["id"] < state.events_before:
-            parts.append(f"event {state.events.open['id']} goes on")
+        event = state.events.open
+        if event is not None:  # not in the rows yet: an event is written when it closes
+            row = state.events.row(event, "open")
+            parts.append(f"event {row['event']} "
+                         + ("opened" if row["event"] >= state.events_before else "goes on")
+                         + f" (onset {row['onset']}, mostly {row['top_column']}, peak "
+                         f"{row['peak_error']:.4g}, still open)")
         if report.closed:
             parts.append("closed " + ", ".join(map(str, report.closed)))
         return "; ".join(parts) if parts else None
