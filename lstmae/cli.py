@@ -490,6 +490,9 @@ def _check_state_and_follow(state, reset_state: bool, follow: bool, out_format: 
     if reset_state and state is None:
         raise OptionError("--reset-state goes with --state FILE")
     if state is not None:
+        if is_stream(state):
+            raise OptionError(f"--state {shorten(state)}: is not a regular file; give a file "
+                              "that the next run can read back")
         if output is not None and os.path.abspath(output) == os.path.abspath(state):
             raise OptionError(f"--state {shorten(state)} is also the --output; give each its "
                               "own file")

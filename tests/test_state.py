@@ -198,6 +198,12 @@ def test_state_options_are_checked(files, tmp_path):
     proc = run_lstmae("score", str(data), "-m", str(files["model"]), "--state", str(data))
     assert proc.returncode == 2 and "--state" in proc.stderr_text
     assert data.read_bytes().startswith(b"timestamp")  # the data was not overwritten
+    proc = run_lstmae("score", str(data), "-m", str(files["model"]), "--state", "/dev/null")
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr_text
+    same = tmp_path / "same.csv"
+    proc = run_lstmae("score", str(data), "-m", str(files["model"]), "--state", str(same),
+                      "-o", str(same))
+    assert proc.returncode == 2 and "is also the --output" in proc.stderr_text
 
 
 @pytest.mark.parametrize("written", ["offsets", "utc", "parquet zone"])
