@@ -26,6 +26,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from lstmae.stream import Piece
 
+# A stretch anomalous for this many window lengths is an incident, news or not.
+PERSIST = 16
 COLUMNS = ["event", "onset", "start", "end", "windows", "peak_error", "top_column", "status"]
 
 
@@ -46,8 +48,8 @@ class Events:
     row numbers), windows, peak_error and totals (summed per-column errors).
     """
 
-    def __init__(self, columns: list[str], cooldown: int):
-        self.columns, self.cooldown = columns, cooldown
+    def __init__(self, columns: list[str], cooldown: int, persist: int | None = None):
+        self.columns, self.cooldown, self.persist = columns, cooldown, persist
         self.count = 0  # events opened so far: the next event's id
         self.open: dict | None = None  # the incident going on
         # Anomalous windows that were no news (yet): they become the incident, start and
@@ -95,10 +97,14 @@ class Events:
                 stretch = self.open or self.pending
                 assert stretch is not None
                 news = np.flatnonzero(opening[first:last + 1])
-                if self.open is not None or not len(news):
+                # A stretch that stays anomalous `persist` windows is an incident, news or
+                # not: a slow drift, or a threshold below all errors, still pages once.
+                due = (len(opening) if self.persist is None
+                       else max(0, self.persist - stretch["windows"] - 1))
+                if self.open is not None or (not len(news) and first + due > last):
                     extend(stretch, first, last)
                     continue
-                k = first + int(news[0])  # the stretch is news here: an incident opens
+                k = first + min(int(news[0]) if len(news) else due, due)
                 self.pending = None
                 extend(stretch, first, k)
                 stretch.update(id=self.count, onset=labels[last_local[k]:last_local[k] + 1],

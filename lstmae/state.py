@@ -52,7 +52,7 @@ class ScoreState:
 
     @classmethod
     def fresh(cls, detector, cooldown: int) -> ScoreState:
-        return cls(model_checksum(detector.path_), Position(), Events(detector.columns_, cooldown),
+        return cls(model_checksum(detector.path_), Position(), detector.events(cooldown),
                    detector.surprise())
 
     @property
@@ -207,7 +207,7 @@ def _decode(body: dict, detector, cooldown: int, checksum: str) -> ScoreState:
                         last_index=_unscalar(body["last_index"]), last_values=last_values,
                         kind=body["kind"])
     _check_kinds(position)
-    events = Events(detector.columns_, cooldown)
+    events = detector.events(cooldown)
     events.count = int(body["events"]["count"])
     events.open = _unstretch(body["events"]["open"], detector, opened=True)
     events.pending = _unstretch(body["events"]["pending"], detector, opened=False)

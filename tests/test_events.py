@@ -59,6 +59,19 @@ def test_an_event_stays_open_across_pieces_and_closes_after_the_cooldown():
     assert [row["event"] for row in fourth.closed] == [0] and events.open is None
 
 
+def test_a_stretch_that_stays_anomalous_is_an_incident_without_news():
+    flags = np.zeros(40, dtype=bool)
+    flags[5:30] = True
+    no_news = np.zeros(40, dtype=bool)
+    fed = Events(["x", "y"], cooldown=4).feed(_piece(40, 4), _windows(flags), no_news)
+    assert fed.onsets == [] and not fed.closed  # never news: no incident
+    fed = Events(["x", "y"], cooldown=4, persist=10).feed(_piece(40, 4), _windows(flags),
+                                                          no_news)
+    assert fed.onsets == [14 + 3]  # the stretch's 10th window
+    (event,) = fed.closed
+    assert (event["start"], event["windows"]) == (5, 25)
+
+
 @pytest.mark.parametrize("cooldown", [None, 1, 200])
 def test_point_alarms_are_the_events_onsets(small_detector, small_frame, cooldown):
     broken = small_frame.copy()

@@ -42,9 +42,14 @@ def test_old_model_files_score_encode_and_reconstruct_as_before(name, tmp_path):
         out = tmp_path / f"{what}.csv"
         run_lstmae(args[0], str(data), "-m", str(model), *args[1:], "-o", str(out), check=True)
         found, expected = pd.read_csv(out), pd.read_csv(OLD / f"{name}.{what}.csv")
-        if what == "event":  # events have gained an onset and a status since
+        if what == "event":
+            # Events have gained an onset and a status since, and a run of anomalous
+            # windows is an incident only once one of them is news (lstmae.events): the
+            # events are some of the old ones, each as it was.
             assert (found["status"] == "closed").iloc[:-1].all()
-            found = found[expected.columns]
+            assert len(found) or not len(expected)
+            expected = expected[expected["start"].isin(found["start"])].reset_index(drop=True)
+            found = found[expected.columns].assign(event=expected["event"])
         _same(found, expected)
 
 
