@@ -271,9 +271,16 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     check.choice(meta, "error", limits.ERRORS, optional=True)
     check.number(meta, "peak_scale", above=True, high=1.0, optional=True)  # a quantile ratio
 
-    model = check.get(meta, "model", lambda v: isinstance(v, dict) and set(v) == {
-        "n_features", "hidden", "latent", "layers"}, "n_features, hidden, latent and layers")
+    context = check.get(meta, "context", lambda v: isinstance(v, list) and all(
+        isinstance(c, str) for c in v) and len(set(v)) == len(v) and set(v) < set(columns),
+        "a list of some (not all) of the columns", optional=True) or []
+    model = check.get(meta, "model", lambda v: isinstance(v, dict) and (
+        set(v) - {"outputs"}) == {"n_features", "hidden", "latent", "layers"},
+        "n_features, hidden, latent, layers and outputs")
     n_features = check.integer(model, "model.n_features", len(columns), len(columns))
+    scored = [i for i, c in enumerate(columns) if c not in context]
+    check.get(model, "model.outputs", lambda v: v == (scored if context else None),
+              "the columns that are not context", optional=not context)
     hidden = check.integer(model, "model.hidden", 1, limits.MAX_HIDDEN)
     latent = check.integer(model, "model.latent", 1, limits.MAX_LATENT)
     layers = check.integer(model, "model.layers", 1, limits.MAX_LAYERS)
@@ -355,6 +362,7 @@ def params_of(meta: dict) -> dict:
         "precision": "auto",
         **known,  # a parameter of a later lstmae is left out, as a missing one is defaulted
         "columns": list(meta["columns"]),
+        "context": list(meta.get("context") or []),
         "time_col": meta["time_col"],
         "time_format": meta.get("time_format"),
         "stride": meta["stride"],

@@ -113,6 +113,7 @@ def _option(spec: dataclasses.Field) -> inspect.Parameter:
     decls = [flag(spec.name), *([meta["short"]] if meta["short"] else [])]
     kind: object = {"int": int, "float": float, "str": str, "float | None": float | None,
                     "str | None": str | None, "int | str": str, "list[str] | None": str | None,
+                    "str | list[str]": str,
                     }[str(spec.type)]
     default = spec.default
     if meta["choices"]:
@@ -134,6 +135,9 @@ def _from_cli(name: str, value):
         return _window(value)
     if name == "columns":
         return _columns(value)
+    if name == "context":
+        return value if value.strip().lower() == "auto" else (
+            [] if value.strip().lower() == "none" else _columns(value, "--context"))
     return value
 
 
@@ -155,15 +159,15 @@ def with_fit_params(function):
     return command_with_params
 
 
-def _columns(text: str | None) -> list[str] | None:
+def _columns(text: str | None, option: str = "--columns") -> list[str] | None:
     if text is None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise OptionError("--columns: give column names separated by commas, e.g. cpu,memory")
+        raise OptionError(f"{option}: give column names separated by commas, e.g. cpu,memory")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise OptionError(f"--columns names {', '.join(map(repr, map(shorten, repeated)))} "
+        raise OptionError(f"{option} names {', '.join(map(repr, map(shorten, repeated)))} "
                           "more than once; give each column once")
     return names
 
@@ -624,12 +628,12 @@ def plot(
                                _source(data))
     recon = outputs["reconstruction"]
     with atomic_output(output) as tmp:
-        shown = plot_report(recon, outputs["point"], detector.columns_,
+        shown = plot_report(recon, outputs["point"], detector.scored_,
                             detector.time_col_ if detector.time_col_ in recon.columns else None,
                             limit, tmp, image_format,
                             f"{_source(data)} — {len(outputs['event'])} anomalous stretch(es)")
-    if len(shown) < len(detector.columns_):
-        stderr.print(f"note: drew the first {len(shown)} of {len(detector.columns_)} columns")
+    if len(shown) < len(detector.scored_):
+        stderr.print(f"note: drew the first {len(shown)} of {len(detector.scored_)} columns")
     stderr.print(f"wrote {output}")
 
 

@@ -32,12 +32,13 @@ class Batch:
 
     first: int  # position of the batch's first window in `starts`
     inputs: torch.Tensor  # [B, T, D] the windows, standardised
+    target: torch.Tensor  # [B, T, D_out] their reconstructed columns (no context columns)
     latent: torch.Tensor  # [B, latent]
-    decoded: torch.Tensor | None  # [B, T, D]; None with forward(decode=False)
+    decoded: torch.Tensor | None  # [B, T, D_out]; None with forward(decode=False)
 
     @property
     def reconstruction(self) -> torch.Tensor:
-        """The windows as the model reconstructs them [B, T, D]."""
+        """The windows as the model reconstructs them [B, T, D_out]."""
         if self.decoded is None:
             raise ValueError("this batch was not decoded: forward(..., decode=True)")
         return self.decoded
@@ -62,4 +63,4 @@ def forward(
         with threads.batch("forward", batch_size, n, inputs.device):
             latent = model.encode(padded)
             recon = model.decode(latent, inputs.shape[1])[:n] if decode else None
-        yield Batch(first, inputs, latent[:n], recon)
+        yield Batch(first, inputs, model.target(inputs), latent[:n], recon)

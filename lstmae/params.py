@@ -105,6 +105,11 @@ class DataParams:
     columns: list[str] | None = field(default=None, metadata=option(
         "Value columns, comma-separated. Default: every numeric column except the time "
         "column."))
+    context: str | list[str] = field(default="auto", metadata=option(
+        "Context columns, comma-separated: read by the encoder, never reconstructed or "
+        "scored (command flags, switches, modes). auto: every value column that holds only "
+        "0 and 1 in the training data, when another column is left to score; none: score "
+        "every column."))
     time_col: str | None = field(default=None, metadata=option(
         "Time column. Default: one named timestamp/time/date/datetime or of datetime type; "
         "else row numbers."))
@@ -125,6 +130,10 @@ class DataParams:
             listed = isinstance(self.columns, (list, tuple))
             _need(listed and len(self.columns) <= MAX_COLUMNS, "columns",
                   f"at most {MAX_COLUMNS} columns", len(self.columns) if listed else self.columns)
+        named = isinstance(self.context, (list, tuple)) and all(
+            isinstance(c, str) for c in self.context)
+        _need(self.context == "auto" or (named and len(self.context) <= MAX_COLUMNS),
+              "context", "auto, or a list of column names (none: [])", self.context)
         if self.fill is not None:
             _choice(self, "fill", FILL_METHODS)
         check_time_format(self.time_format)

@@ -185,7 +185,8 @@ def fit_summary(detector, model: str) -> str:
     return (
         f"fitted {model}: {t['rows']} {unit}, {t['train_windows']} training + "
         f"{t['val_windows']} held-out windows of {detector.window_} {unit}{auto}, columns "
-        f"{', '.join(detector.columns_)}; {t['epochs_run']} epochs "
+        f"{', '.join(detector.scored_)}{_context_note(detector.context_)}; "
+        f"{t['epochs_run']} epochs "
         f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
         f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
         f"{t['seconds']:.1f} s on {t['device']} ({t['precision']}){processes}"
@@ -282,6 +283,13 @@ def event_line(e) -> str:
             + (" (still open)" if e.status == "open" else ""))
 
 
+def _context_note(context: list[str]) -> str:
+    if not context:
+        return ""
+    shown = ", ".join(context[:5]) + (f" and {len(context) - 5} more" if len(context) > 5 else "")
+    return f" (context, not scored: {shown})"
+
+
 def info_table(model: str, meta: dict, detector) -> Table:
     """What `lstmae info` shows of a model file."""
     from lstmae.stream import describe_interval
@@ -297,7 +305,9 @@ def info_table(model: str, meta: dict, detector) -> Table:
     error = detector.error_
     peaks = f", peaks x {error.peak_scale:.4g})" if error.peak_scale is not None else ")"
     rows = [
-        ("columns", ", ".join(meta["columns"])),
+        ("columns", ", ".join(detector.scored_)),
+        *([("context", ", ".join(detector.context_) + " (read, not scored)")]
+          if detector.context_ else []),
         ("time column", time),
         ("window / stride", f"{meta['window']} / {meta['stride']}" + (
             f" steps of {detector.params.data.resample} (rows averaged)"

@@ -105,7 +105,7 @@ class ScoringRun:
         det, report, state = self.detector, self.report, self.state
         assert report is not None
         snap = prom.Snapshot(model=prom.label(det.path_), threshold=self.limit,
-                             columns=det.columns_,
+                             columns=det.scored_,
                              windows=report.windows, anomalies=report.anomalies)
         if state is not None:
             snap.latest = state.latest[1] if state.latest is not None else None

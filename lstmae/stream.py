@@ -435,8 +435,10 @@ class ReconstructionRows(Rows):
     covers the row, in the data's units. A row is written once no later window can
     cover it; the sums of the last window - 1 rows are carried to the next piece."""
 
-    def __init__(self, columns: list[str], inverse):
+    def __init__(self, columns: list[str], indices: list[int] | None, inverse):
+        """columns: the reconstructed columns, at `indices` of the model's (None: all)."""
         self.columns, self.inverse = columns, inverse
+        self.indices = list(range(len(columns))) if indices is None else indices
         self.sums = np.zeros((0, len(columns)))
         self.counts = np.zeros(0, dtype=np.int64)
 
@@ -449,8 +451,8 @@ class ReconstructionRows(Rows):
         recon = self.inverse(sums[:done] / counts[:done, None])
         series = piece.series
         columns = {series.time_col: series.labels[:done]} if series.time_col else {}
-        for i, col in enumerate(self.columns):
-            columns[col] = series.values[:done, i]
+        for i, (col, at) in enumerate(zip(self.columns, self.indices, strict=True)):
+            columns[col] = series.values[:done, at]
             columns[f"{col}_recon"] = recon[:, i]
         self.sums, self.counts = sums[done:], counts[done:]
         return pd.DataFrame(columns)

@@ -270,8 +270,9 @@ def train(
             epoch_started = time.perf_counter()
             batch_report = None if on_batch is None else _every_so_often(
                 on_batch, epoch, epoch_started)
-            train_loss = _train_epoch(net, optimizer, view, train_set, batch_size, loss,
-                                      generator, use_amp, rank, world, batch_report)
+            train_loss = _train_epoch(net, model.target, optimizer, view, train_set,
+                                      batch_size, loss, generator, use_amp, rank, world,
+                                      batch_report)
             if not math.isfinite(train_loss):
                 raise TrainingError(
                     f"training loss became {train_loss} in epoch {epoch}; "
@@ -331,10 +332,11 @@ def _every_so_often(on_batch: Callable[[BatchReport], None], epoch: int, started
     return report
 
 
-def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator, use_amp,
-                 rank=0, world=1, on_batch=None) -> float:
+def _train_epoch(model, target, optimizer, view, train_set, batch_size, loss, generator,
+                 use_amp, rank=0, world=1, on_batch=None) -> float:
     """One pass over the training windows in a random order; the mean loss (over all ranks).
-    on_batch(windows done, windows) after each batch, when given."""
+    target: the bare model's `target` (the columns it reconstructs). on_batch(windows
+    done, windows) after each batch, when given."""
     device = train_set.values.device
     model.train()
     order = torch.randperm(len(train_set), generator=generator)
@@ -348,7 +350,7 @@ def _train_epoch(model, optimizer, view, train_set, batch_size, loss, generator,
             optimizer.zero_grad()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 prediction = model(batch)
-            batch_loss = reconstruction_loss(prediction, batch, loss)
+            batch_loss = reconstruction_loss(prediction, target(batch), loss)
             batch_loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -420,6 +422,6 @@ def validation_loss(model: LSTMAutoencoder, windows: WindowSet, loss: str,
                     batch_size: int) -> float:
     """The training objective (the mean loss over every value) on held-out windows."""
     model.eval()
-    errors = [column_errors(b.reconstruction, b.inputs, loss)
+    errors = [column_errors(b.reconstruction, b.target, loss)
               for b in forward(model, windows.view, windows.starts, batch_size)]
     return float(torch.cat(errors).double().cpu().numpy().mean())

@@ -28,9 +28,15 @@ class Scaler:
     std: np.ndarray  # [D]
 
     @classmethod
-    def fit(cls, values: np.ndarray, columns: list[str]) -> Scaler:
+    def fit(cls, values: np.ndarray, columns: list[str],
+            as_is: np.ndarray | None = None) -> Scaler:
+        """as_is: [D] bools, columns kept as they are (0/1 context flags: standardised, a
+        flag set in 1 training row of 2,000 would read 45 when set, and saturate the
+        encoder)."""
         mean = values.mean(axis=0)
         std = values.std(axis=0)
+        if as_is is not None:
+            mean, std = np.where(as_is, 0.0, mean), np.where(as_is, 1.0, std)
         constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
         if constant.any():
             names = ", ".join(c for c, flag in zip(columns, constant, strict=True) if flag)
