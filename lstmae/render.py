@@ -119,6 +119,7 @@ class FitProgress:
         self.task = self.bar.add_task(f"reading {source}", total=None, after="")
         self.last: EpochReport | None = None
         self.noted = False
+        self.shown = ""  # the description last drawn
 
     def __enter__(self) -> FitProgress:
         self.bar.start()
@@ -133,6 +134,14 @@ class FitProgress:
 
     def stage(self, text: str) -> None:
         self.bar.update(self.task, description=text, total=None, completed=0, after="")
+        self._draw(text)
+
+    def _draw(self, description: str) -> None:
+        # The bar redraws itself 10 times a second; a stage or epoch that ends sooner
+        # (small files) would never be seen, so each new one is drawn at once.
+        if description != self.shown:
+            self.shown = description
+            self.bar.refresh()
 
     def batch(self, r: BatchReport) -> None:
         rate = r.done / r.seconds if r.seconds > 0 else 0.0
@@ -168,9 +177,10 @@ class FitProgress:
             after.append(f"{rate:,.0f} windows/s")
         if count:
             after.append(f"{count} thread{'s' if count != 1 else ''}")
-        self.bar.update(self.task, description=f"epoch {min(epoch, self.epochs)} of at most "
-                        f"{self.epochs}", total=windows, completed=done,
+        description = f"epoch {min(epoch, self.epochs)} of at most {self.epochs}"
+        self.bar.update(self.task, description=description, total=windows, completed=done,
                         after=" · ".join(after))
+        self._draw(description)
 
 
 def fit_summary(detector, model: str) -> str:
