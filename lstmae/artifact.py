@@ -277,10 +277,13 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     model = check.get(meta, "model", lambda v: isinstance(v, dict) and (
         set(v) - {"outputs"}) == {"n_features", "hidden", "latent", "layers"},
         "n_features, hidden, latent, layers and outputs")
-    n_features = check.integer(model, "model.n_features", len(columns), len(columns))
+    clock = check.get(meta, "clock", lambda v: isinstance(v, bool), "true or false",
+                      optional=True)
+    inputs = len(columns) + (2 if clock else 0)  # the clock: sin and cos of the time of day
+    n_features = check.integer(model, "model.n_features", inputs, inputs)
     scored = [i for i, c in enumerate(columns) if c not in context]
-    check.get(model, "model.outputs", lambda v: v == (scored if context else None),
-              "the columns that are not context", optional=not context)
+    check.get(model, "model.outputs", lambda v: v == (scored if context or clock else None),
+              "the columns that are not context", optional=not (context or clock))
     hidden = check.integer(model, "model.hidden", 1, limits.MAX_HIDDEN)
     latent = check.integer(model, "model.latent", 1, limits.MAX_LATENT)
     layers = check.integer(model, "model.layers", 1, limits.MAX_LAYERS)

@@ -71,7 +71,15 @@ from lstmae.train import (
     train,
     training_precision,
 )
-from lstmae.windows import Scaler, accumulate_windows, dominant_period, window_starts, window_view
+from lstmae.windows import (
+    CLOCK_MIN_SPAN_US,
+    Scaler,
+    accumulate_windows,
+    clock,
+    dominant_period,
+    window_starts,
+    window_view,
+)
 
 if TYPE_CHECKING:
     from lstmae.state import ScoreState
@@ -190,11 +198,13 @@ class Detector:
         self.context_ = self._context(series.values, source)
         flags = np.array([c in self.context_ for c in self.columns_]) & _is_flag(series.values)
         self.scaler_ = Scaler.fit(series.values, series.columns, as_is=flags)
-        scaled = torch.from_numpy(self.scaler_.transform(series.values))
+        self.clock_ = p.data.clock == "auto" and series.time_kind in steps.KINDS_WITH_STEPS \
+            and _span_us(series.index) >= CLOCK_MIN_SPAN_US
+        scaled = torch.from_numpy(self._inputs(series))
         n_rows = len(scaled)
         if p.window.window == "auto":
             stage("finding the period (window auto)")
-        self.window_ = self._choose_window(scaled.numpy())
+        self.window_ = self._choose_window(scaled[:, :len(self.columns_)].numpy())
         self._check_stride(n_rows, source)
 
         train_rows, val_rows = self._split(n_rows)
@@ -202,8 +212,9 @@ class Detector:
         val_set = self._window_set(scaled[train_rows:], device) if val_rows else None
 
         outputs = [i for i, c in enumerate(self.columns_) if c not in self.context_]
-        self.config_ = ModelConfig(len(self.columns_), p.network.hidden, p.network.latent,
-                                   p.network.layers, outputs if self.context_ else None)
+        self.config_ = ModelConfig(scaled.shape[1], p.network.hidden, p.network.latent,
+                                   p.network.layers,
+                                   outputs if self.context_ or self.clock_ else None)
         self.model_ = LSTMAutoencoder(self.config_).to(device)
         t = p.training
         stage("training")
@@ -242,6 +253,11 @@ class Detector:
             raise OptionError(f"{arg('context')} names every value column of {source}; "
                               "leave at least one to reconstruct and score")
         return [c for c in self.columns_ if c in wanted]
+
+    def _inputs(self, series: Series) -> np.ndarray:
+        """What the encoder reads [N, D (+ 2)]: the standardised columns, then the clock."""
+        scaled = self.scaler_.transform(series.values)
+        return np.concatenate([scaled, clock(series.index)], axis=1) if self.clock_ else scaled
 
     @property
     def scored_(self) -> list[str]:
@@ -607,7 +623,7 @@ class Detector:
         n_rows, width = len(piece.series.values), self.config_.n_outputs
         # Score where the model is: CPU as loaded, or a GPU after det.model_.to("cuda").
         device = next(self.model_.parameters()).device
-        values = torch.from_numpy(self.scaler_.transform(piece.series.values)).to(device)
+        values = torch.from_numpy(self._inputs(piece.series)).to(device)
         by_column, latents = [], []
         out = PieceOutput()
         if reconstruction:
@@ -704,6 +720,7 @@ class Detector:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "columns": self.columns_,
             "context": self.context_,
+            "clock": self.clock_,
             "time_col": self.time_col_,
             "time_kind": self.time_kind_,
             "time_format": p.data.time_format,
@@ -729,6 +746,7 @@ class Detector:
             det.window_ = meta["window"]
             det.columns_ = list(meta["columns"])
             det.context_ = list(meta.get("context", []))  # none before 0.2
+            det.clock_ = bool(meta.get("clock", False))
             det.time_col_ = meta["time_col"]
             # Files written before these fields existed: no interval to compare with.
             det.time_kind_ = meta.get("time_kind") or ("naive" if det.time_col_ else "rows")
@@ -760,6 +778,11 @@ class Detector:
             ) from None
         det.model_ = model.eval()
         return det
+
+
+def _span_us(index: np.ndarray) -> int:
+    times = np.asarray(index).astype("datetime64[us]").astype(np.int64)
+    return int(times.max() - times.min()) if len(times) else 0
 
 
 def _is_flag(values: np.ndarray) -> np.ndarray:

@@ -120,6 +120,11 @@ class DataParams:
         "How to read the time column (strftime), e.g. '%d/%m/%Y %H:%M'. Needed for "
         "day/month dates, which lstmae never guesses. Default: the model's (what fit was "
         "given), else ISO 8601 and other unambiguous forms."))
+    clock: str = field(default="auto", metadata=option(
+        "Feed the time of day to the encoder as context, so that a window is judged "
+        "against what is normal at that hour. auto: when the time column holds date-times "
+        "and the training data spans 2 days or more; none: never.",
+        choices=("auto", "none")))
     resample: str | None = field(default=None, metadata=option(
         "Average rows into steps of this much time (e.g. 15min, 1h) before windowing, at "
         "fit and score alike (the model keeps it): a window of 96 steps of 15min sees a "
@@ -134,6 +139,7 @@ class DataParams:
             isinstance(c, str) for c in self.context)
         _need(self.context == "auto" or (named and len(self.context) <= MAX_COLUMNS),
               "context", "auto, or a list of column names (none: [])", self.context)
+        _choice(self, "clock", ("auto", "none"))
         if self.fill is not None:
             _choice(self, "fill", FILL_METHODS)
         check_time_format(self.time_format)

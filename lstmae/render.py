@@ -318,6 +318,7 @@ def info_table(model: str, meta: dict, detector) -> Table:
         ("columns", ", ".join(detector.scored_)),
         *([("context", ", ".join(detector.context_) + " (read, not scored)")]
           if detector.context_ else []),
+        *([("clock", "the time of day (read, not scored)")] if detector.clock_ else []),
         ("time column", time),
         ("window / stride", f"{meta['window']} / {meta['stride']}" + (
             f" steps of {detector.params.data.resample} (rows averaged)"

@@ -136,3 +136,17 @@ def dominant_period(values: np.ndarray, low: int = 4, high: int = 4096) -> int |
     # The shortest strong period: a daily cycle rather than the week it repeats in.
     strong = peaks[acf[peaks] >= 0.8 * acf[peaks].max()]
     return int(strong[0])
+
+
+DAY_US = 86_400 * 10**6
+# Training data shorter than this gets no clock: every hour must have been seen.
+CLOCK_MIN_SPAN_US = 2 * DAY_US
+
+
+def clock(index: np.ndarray) -> np.ndarray:
+    """[N] datetime64 -> [N, 2] float32: the time of day as a point on a circle (sin, cos),
+    so 23:55 sits next to 00:00. Read from the index: the clock as written for naive
+    times, UTC for times written with an offset (a zone's DST shift moves it an hour)."""
+    micros = np.asarray(index).astype("datetime64[us]").astype(np.int64)
+    angle = 2 * np.pi * (micros % DAY_US) / DAY_US
+    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)

@@ -120,3 +120,69 @@ def test_cli_context_option(train, busy, tmp_path):
         assert proc.returncode == 2, proc.stderr_text
         assert says in proc.stderr_text and proc.stderr_text.count("\n") == 1, proc.stderr_text
         assert not (tmp_path / "bad.lstmae").exists()
+
+
+def day_of_plateaus(days: int, start_hour: int) -> pd.DataFrame:
+    """5-minute rows: 1 for four hours a day from start_hour, else 0, with a little noise."""
+    times = pd.date_range("2026-03-02", periods=days * 288, freq="5min")
+    hours = (times.hour - start_hour) % 24
+    rng = np.random.default_rng(days)
+    load = (hours < 4).astype(float) + 0.02 * rng.standard_normal(len(times))
+    return pd.DataFrame({"timestamp": times, "load": load})
+
+
+CLOCK_FIT = {**FAST, "epochs": 15}
+
+
+@pytest.fixture(scope="module")
+def night() -> pd.DataFrame:
+    """The plateau of day_of_plateaus(start_hour=10), moved to 22:00 on a later day."""
+    night = day_of_plateaus(1, start_hour=22)
+    night["timestamp"] += pd.Timedelta(days=7)
+    return night
+
+
+@pytest.fixture(scope="module")
+def with_clock() -> Detector:
+    return Detector(**CLOCK_FIT).fit(day_of_plateaus(6, start_hour=10))
+
+
+def test_the_clock_tells_a_night_plateau_from_a_noon_one(with_clock, night):
+    without = Detector(**CLOCK_FIT, clock="none").fit(day_of_plateaus(6, start_hour=10))
+    assert with_clock.clock_ and not without.clock_
+    assert with_clock.config_.n_features == 3 and with_clock.scored_ == ["load"]
+    # Windows wholly inside the plateau: to a model without a clock a plateau is a plateau.
+    hours = night["timestamp"].dt.hour.to_numpy()
+    inside = (hours >= 23) | (hours < 1)
+
+    def plateau_error(det: Detector) -> float:
+        points = det.score(night, level="point")
+        return float(points.loc[inside, "score"].median() / det.threshold_)
+
+    assert plateau_error(without) < 1 < plateau_error(with_clock)
+
+
+def test_no_clock_without_two_days_of_dates(train):
+    assert not Detector(**FAST).fit(train).clock_  # 1,200 minutes
+    assert not Detector(**FAST).fit(train.drop(columns="timestamp")).clock_
+
+
+def test_the_clock_survives_the_model_file_and_a_forged_one_is_refused(with_clock, night,
+                                                                        tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    path = tmp_path / "m.lstmae"
+    with_clock.save(path)
+    loaded = Detector.load(path)
+    assert loaded.clock_
+    pd.testing.assert_frame_equal(loaded.score(night), with_clock.score(night))
+    proc = run_lstmae("info", str(path))
+    assert proc.returncode == 0 and "the time of day" in proc.stdout_text, proc.stderr_text
+    # Without the clock flag the file's 3 inputs are 1 column too many, and the other way.
+    tensors, meta = load_model_file(path)
+    for clock, n_features in ((False, 3), (True, 1)):
+        forged = json.loads(json.dumps(meta))
+        forged["clock"], forged["model"]["n_features"] = clock, n_features
+        save_model_file(tmp_path / "forged.lstmae", dict(tensors), forged)
+        with pytest.raises(ModelFileError):
+            Detector.load(tmp_path / "forged.lstmae")
