@@ -390,7 +390,11 @@ class TableWriter:
         self._write(frame)
 
     def flush(self) -> None:
-        """Pass what is written on at once (--follow: a row as soon as it is scored)."""
+        """Pass what is written on at once (--follow: a row as soon as it is scored). A CSV
+        stream's header goes out with the first batch read, rows or none, so that whoever
+        reads the stream sees it start before the first event."""
+        if self.fmt == "csv" and not self._started and self._empty is not None:
+            self._write(self._empty)
         if self.path is None and self.fmt != "parquet":
             self._handle.flush()
 

@@ -109,11 +109,11 @@ def test_score_margin_rederives_the_threshold(quickstart):
     folder = quickstart["folder"]
     meta = json.loads(run_lstmae("info", "model.lstmae", "--json", cwd=folder, check=True)
                       .stdout_text)
-    assert meta["threshold"]["margin"] == 1.0  # held-out windows: the largest error
-    proc = run_lstmae("score", "sample_data/server_test.csv", "--margin", "1.2", cwd=folder,
+    assert meta["threshold"]["margin"] == 1.2  # held-out windows: 1.2 x the largest error
+    proc = run_lstmae("score", "sample_data/server_test.csv", "--margin", "1.5", cwd=folder,
                       check=True)
     frame = pd.read_csv(io.StringIO(proc.stdout_text))
-    assert np.allclose(frame["threshold"], 1.2 * meta["threshold"]["value"])
+    assert np.allclose(frame["threshold"], 1.5 / 1.2 * meta["threshold"]["value"])
 
 
 @pytest.mark.parametrize("args,needle", [

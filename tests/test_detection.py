@@ -50,17 +50,16 @@ def test_univariate_sample_anomalies_are_found():
     for row in labels.itertuples():
         inside = window_labels(scores, labels[labels["kind"] == row.kind])
         assert scores.loc[inside, "anomaly"].any(), row.kind
-    # The default threshold is the largest held-out error: normal noise just above it
-    # flags a few % of normal windows here (5-11 % over seeds 0-2 and both training
-    # precisions); 1.2 times it flags none and still finds every anomaly (the
-    # trade-off is measured in bench/README.md).
-    assert scores.loc[~truth, "anomaly"].mean() <= 0.12
-    stricter = det.score(pd.read_csv(SAMPLES / "univariate_test.csv"),
-                         threshold=1.2 * det.heldout_errors_.max())
-    assert stricter.loc[~truth, "anomaly"].mean() <= 0.01
-    for row in labels.itertuples():
-        inside = window_labels(stricter, labels[labels["kind"] == row.kind])
-        assert stricter.loc[inside, "anomaly"].any(), row.kind
+    # The default threshold is 1.2 times the largest held-out error: it flags no normal
+    # window here and still finds every anomaly. The largest error itself is beaten by
+    # normal noise on a few % of normal windows (5-11 % over seeds 0-2 and both training
+    # precisions; the trade-off is measured in bench/README.md).
+    assert np.isclose(det.threshold_, 1.2 * det.heldout_errors_.max())
+    assert scores.loc[~truth, "anomaly"].mean() <= 0.01
+    looser = det.score(pd.read_csv(SAMPLES / "univariate_test.csv"),
+                       threshold=det.heldout_errors_.max())
+    assert looser.loc[~truth, "anomaly"].mean() <= 0.12
+    assert looser["anomaly"].sum() >= scores["anomaly"].sum()
     assert auc_roc(truth.astype(int), scores["error"].to_numpy()) >= 0.9
     # the normal part is reconstructed close to its noise floor (a model that
     # outputs the mean scores about 0.8 in these standardised units: the mean
@@ -72,7 +71,8 @@ def test_a_one_row_spike_is_flagged_in_every_window_that_holds_it():
     # A latency-style spike: one row off by 7 noise standard deviations. The window's
     # mean absolute error dilutes it over the window's 32 rows and misses it in most
     # windows (0.19-0.22 flagged in fp32 and bf16 on an AMD EPYC; at 10 sd it caught
-    # 0.72-0.78 there); the default error (mae+peak) flags every window that holds it.
+    # 0.72-0.78 there); the default error (mae+peak) flags nearly every window that holds
+    # it (all of them at margin 1.0, 31 of 32 at the default 1.2: the spike on the edge).
     rng = np.random.default_rng(0)
     t = np.arange(3000)
     frame = pd.DataFrame({"value": np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(len(t))})
@@ -86,5 +86,5 @@ def test_a_one_row_spike_is_flagged_in_every_window_that_holds_it():
         flagged[error] = scores.loc[holds_spike, "anomaly"].mean()
         if error == "mae+peak":
             assert scores.loc[~holds_spike, "anomaly"].mean() <= 0.02
-    assert flagged["mae+peak"] == 1.0
+    assert flagged["mae+peak"] >= 0.9
     assert flagged["mae"] < 0.5

@@ -77,8 +77,8 @@ def test_threshold_methods():
     assert how == {"method": "quantile", "quantile": 0.99} and abs(q - np.log(100)) < 0.15
     m, how = calibrate(errors, "max", margin=1.5)
     assert how == {"method": "max", "margin": 1.5} and m == 1.5 * errors.max()
-    # default margin: 1.0 on held-out errors, 1.5 on training windows' (optimistic) errors
-    assert calibrate(errors, "max")[0] == errors.max()
+    # default margin: 1.2 on held-out errors, 1.5 on training windows' (optimistic) errors
+    assert calibrate(errors, "max") == (1.2 * errors.max(), {"method": "max", "margin": 1.2})
     assert calibrate(errors, "max", heldout=False) == (1.5 * errors.max(),
                                                        {"method": "max", "margin": 1.5})
     s, _ = calibrate(errors, "sigma", sigma=3.0)
@@ -113,9 +113,9 @@ def test_threshold_rederived_from_stored_errors_without_refit(small_detector, sm
     assert small_detector.threshold_for(risk=1e-3)[1].startswith("pot")
     with pytest.raises(OptionError, match="only one of"):
         small_detector.threshold_for(quantile=0.9, risk=1e-3)
-    wider, source = small_detector.threshold_for(margin=1.2)
-    assert wider == pytest.approx(1.2 * small_detector.heldout_errors_.max())
-    assert source == "1.2 x the largest held-out error"
+    wider, source = small_detector.threshold_for(margin=1.5)
+    assert wider == pytest.approx(1.5 * small_detector.heldout_errors_.max())
+    assert source == "1.5 x the largest held-out error"
     with pytest.raises(OptionError, match="'margin'"):
         small_detector.threshold_for(margin=-1)
 
