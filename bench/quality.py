@@ -633,6 +633,7 @@ def print_tables(records: list[dict], means: list[dict], detectors: list[str]) -
             console.print()
     if means:
         console.print(_means_table(means, detectors))
+        console.print(_side_by_side(means, detectors))
     quiet = [r for r in records if "error" not in r and not r["has_anomaly"]]
     if quiet:
         console.print(_quiet_table(quiet, detectors))
@@ -698,6 +699,21 @@ def _means_table(means: list[dict], detectors: list[str]):
             _fmt(m["fit_s"], 1),
             end_section=last_of_group and i < len(means) - 1,
         )
+    return table
+
+
+def _side_by_side(means: list[dict], detectors: list[str]):
+    """One column per group: what a change did on every folder at once. VUS-PR for each
+    detector, and the F1 of each one's own threshold against the best F1 any gives."""
+    groups = list(dict.fromkeys(m["group"] for m in means))
+    table = _table("Side by side: mean VUS-PR, and F1 of the threshold / best F1", "detector",
+                   *groups)
+    at = {(m["group"], m["detector"]): m for m in means}
+    for det in detectors:
+        table.add_row(det, *[_fmt(at[g, det]["vus_pr"]) for g in groups])
+    for det in detectors:
+        table.add_row(f"{det} F1/best", *[
+            f"{_fmt(at[g, det]['f1'])}/{_fmt(at[g, det]['best_f1'])}" for g in groups])
     return table
 
 
