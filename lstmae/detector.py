@@ -72,11 +72,11 @@ from lstmae.train import (
     training_precision,
 )
 from lstmae.windows import (
-    CLOCK_MIN_SPAN_US,
     Scaler,
     accumulate_windows,
     clock,
     dominant_period,
+    spans_clock,
     window_starts,
     window_view,
 )
@@ -199,7 +199,7 @@ class Detector:
         flags = np.array([c in self.context_ for c in self.columns_]) & _is_flag(series.values)
         self.scaler_ = Scaler.fit(series.values, series.columns, as_is=flags)
         self.clock_ = p.data.clock == "auto" and series.time_kind in steps.KINDS_WITH_STEPS \
-            and _span_us(series.index) >= CLOCK_MIN_SPAN_US
+            and spans_clock(series.index)
         scaled = torch.from_numpy(self._inputs(series))
         n_rows = len(scaled)
         if p.window.window == "auto":
@@ -778,11 +778,6 @@ class Detector:
             ) from None
         det.model_ = model.eval()
         return det
-
-
-def _span_us(index: np.ndarray) -> int:
-    times = np.asarray(index).astype("datetime64[us]").astype(np.int64)
-    return int(times.max() - times.min()) if len(times) else 0
 
 
 def _is_flag(values: np.ndarray) -> np.ndarray:

@@ -143,10 +143,20 @@ DAY_US = 86_400 * 10**6
 CLOCK_MIN_SPAN_US = 2 * DAY_US
 
 
+def _micros(index: np.ndarray) -> np.ndarray:
+    return np.asarray(index).astype("datetime64[us]").astype(np.int64)
+
+
+def spans_clock(index: np.ndarray) -> bool:
+    """Whether [N] datetime64 times cover CLOCK_MIN_SPAN_US, enough to learn the clock."""
+    micros = _micros(index)
+    return len(micros) > 0 and int(micros.max() - micros.min()) >= CLOCK_MIN_SPAN_US
+
+
 def clock(index: np.ndarray) -> np.ndarray:
     """[N] datetime64 -> [N, 2] float32: the time of day as a point on a circle (sin, cos),
     so 23:55 sits next to 00:00. Read from the index: the clock as written for naive
     times, UTC for times written with an offset (a zone's DST shift moves it an hour)."""
-    micros = np.asarray(index).astype("datetime64[us]").astype(np.int64)
+    micros = _micros(index)
     angle = 2 * np.pi * (micros % DAY_US) / DAY_US
     return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
