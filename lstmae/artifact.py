@@ -301,6 +301,8 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
         check.number(threshold, f"threshold.{setting}", above=True)
     check.integer(threshold, "threshold.windows", 0, 2**53)
     check.text(threshold, "threshold.source")
+    # present when the rule gave less than lstmae.threshold.MIN_THRESHOLD
+    check.number(threshold, "threshold.floor", high=limits.MAX_ERROR, optional=True)
 
     training = check.get(meta, "training", lambda v: isinstance(v, dict), "an object")
     for name in ("rows", "train_windows", "val_windows", "epochs_run", "best_epoch"):

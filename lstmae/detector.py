@@ -196,6 +196,7 @@ class Detector:
         self.time_kind_ = series.time_kind
         self.interval_ = typical_interval(series.index) if series.time_col else None
         self.context_ = self._context(series.values, source)
+        series = self._without_still_context(series, source)
         flags = np.array([c in self.context_ for c in self.columns_]) & _is_flag(series.values)
         self.scaler_ = Scaler.fit(series.values, series.columns, as_is=flags)
         self.clock_ = p.data.clock == "auto" and series.time_kind in steps.KINDS_WITH_STEPS \
@@ -253,6 +254,28 @@ class Detector:
             raise OptionError(f"{arg('context')} names every value column of {source}; "
                               "leave at least one to reconstruct and score")
         return [c for c in self.columns_ if c in wanted]
+
+    def _without_still_context(self, series: Series, source: str) -> Series:
+        """The series less its context columns that never change in the training data.
+
+        The model cannot learn what such a column means: a 0 that stays 0 gives its input
+        weights no gradient, so they keep their random start, and the column's first change
+        in new data would move the encoder at random (SMAP channels send commands in test
+        that training never saw: F1 at the threshold 0.16 -> 0.47 on E-3 left out;
+        bench/README.md). Left out, the model judges the columns it learnt."""
+        values = series.values
+        still = [c for i, c in enumerate(series.columns)
+                 if c in self.context_ and (values[:, i] == values[0, i]).all()]
+        if not still:
+            return series
+        warnings.warn(LstmaeWarning(
+            f"{source}: context column(s) {', '.join(map(shorten, still))} never change in "
+            "the training data, so the model cannot learn what they mean; left out of the "
+            "model"), stacklevel=4)
+        keep = [i for i, c in enumerate(series.columns) if c not in still]
+        self.columns_ = [series.columns[i] for i in keep]
+        self.context_ = [c for c in self.context_ if c not in still]
+        return dataclasses.replace(series, values=values[:, keep], columns=self.columns_)
 
     def _inputs(self, series: Series) -> np.ndarray:
         """What the encoder reads [N, D (+ 2)]: the standardised columns, then the clock."""

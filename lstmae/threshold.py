@@ -18,6 +18,8 @@ threshold can be re-derived at score time without refitting):
   the threshold is where the fitted tail's probability falls to `risk`. It
   extrapolates beyond the largest held-out error, which a quantile cannot.
 - sigma: mean + k standard deviations.
+
+Whichever the method, the threshold is at least MIN_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from lstmae.params import check_threshold_settings
 HELDOUT_MARGIN, TRAINING_MARGIN = 1.2, 1.5
 POT_INITIAL_QUANTILE = 0.98
 MIN_POT_PEAKS = 10
+# Errors are in training standard deviations (a constant column's unit is 1). On data
+# the model rebuilds all but exactly (a column that never moved in training), held-out
+# errors are rounding, about 4e-4, and a threshold made of them flagged every row of new
+# data 0.001 off (SMAP A-1's whole test set). A hundredth of a standard deviation is
+# below any error worth an alarm, and above bf16's resolution (1/256 of a value).
+MIN_THRESHOLD = 0.01
 
 
 def calibrate(
@@ -46,8 +54,17 @@ def calibrate(
     """The threshold and a description of how it was set (stored in the model).
 
     heldout: whether `errors` come from held-out windows (not from training windows);
-    it sets the default margin.
+    it sets the default margin. A rule that gives less than MIN_THRESHOLD gives that
+    instead, and the description says so ("floor").
     """
+    value, how = _by_rule(errors, method, quantile, risk, sigma, margin, heldout)
+    if value < MIN_THRESHOLD:
+        return MIN_THRESHOLD, {**how, "floor": MIN_THRESHOLD}
+    return value, how
+
+
+def _by_rule(errors: np.ndarray, method: str, quantile: float, risk: float, sigma: float,
+             margin: float | None, heldout: bool) -> tuple[float, dict]:
     check_threshold_settings(method, quantile, risk, sigma, margin)
     if margin is None:
         margin = HELDOUT_MARGIN if heldout else TRAINING_MARGIN
@@ -92,4 +109,7 @@ def describe(info: dict) -> str:
         how = f"peaks over threshold at risk {info['risk']:g}"
     else:
         how = f"mean + {info['sigma']:g} sd"
-    return f"{how} of {info['windows']} {info['source']} windows' errors"
+    text = f"{how} of {info['windows']} {info['source']} windows' errors"
+    if "floor" in info:
+        text += f", raised to the floor of {info['floor']:g}"
+    return text

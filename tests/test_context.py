@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lstmae import Detector
-from lstmae.errors import ModelFileError, OptionError
+from lstmae.errors import LstmaeWarning, ModelFileError, OptionError
 from tests.conftest import run_lstmae
 
 FAST = {"window": 16, "epochs": 4, "hidden": 16, "latent": 4, "device": "cpu", "seed": 0}
@@ -66,6 +66,19 @@ def test_all_flag_data_is_scored(train):
     flags = pd.DataFrame({"a": train["cmd"], "b": 1.0 - train["cmd"]})
     det = Detector(**FAST).fit(flags)
     assert det.context_ == [] and det.scored_ == ["a", "b"]
+
+
+def test_a_context_column_that_never_changed_in_training_is_left_out(train, busy, tmp_path):
+    quiet = train.assign(never=0.0)
+    with pytest.warns(LstmaeWarning, match="never change in the training data"):
+        det = Detector(**FAST).fit(quiet)
+    assert det.context_ == ["cmd"] and det.columns_ == ["value", "cmd"]
+    # A command training never saw cannot be learnt; left in, its untrained weights would
+    # move the encoder at random the first time it is sent.
+    sent = busy.assign(never=(np.arange(len(busy)) % 7 == 0).astype(float))
+    det.save(tmp_path / "m.lstmae")
+    loaded = Detector.load(tmp_path / "m.lstmae")
+    pd.testing.assert_frame_equal(loaded.score(sent), det.score(busy))
 
 
 def test_named_context_columns_and_mistakes(train):

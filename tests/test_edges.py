@@ -345,6 +345,8 @@ CASES = {
         _set("threshold.value", "0.3"))),
     "model-threshold-method-unknown": info_bad("threshold.method", setup=_meta_edit(
         _set("threshold.method", "magic"))),
+    "model-threshold-floor-string": info_bad("threshold.floor", setup=_meta_edit(
+        _set("threshold.floor", "high"))),
     "model-window-huge": info_bad("'window'", setup=_meta_edit(_set("window", 10**9))),
     "model-stride-zero": info_bad("'stride'", setup=_meta_edit(_set("stride", 0))),
     "model-stride-above-window": info_bad("'stride'", setup=_meta_edit(_set("stride", 99))),

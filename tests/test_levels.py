@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from lstmae import Detector
-from lstmae.errors import OptionError
-from lstmae.threshold import calibrate, pot_threshold
+from lstmae.errors import LstmaeWarning, OptionError
+from lstmae.threshold import MIN_THRESHOLD, calibrate, describe, pot_threshold
 from lstmae.windows import dominant_period
 
 
@@ -93,6 +93,32 @@ def test_threshold_methods():
         calibrate(errors, "median")
     with pytest.raises(OptionError, match="'margin'"):
         calibrate(errors, "max", margin=0)
+
+
+def test_a_threshold_is_never_below_the_floor():
+    # What the held-out errors of a column that never moved in training look like:
+    # rounding. A threshold of 1.2 x 4e-4 flagged every row of new data 0.001 off.
+    rounding = np.random.default_rng(0).uniform(1e-4, 4e-4, 200)
+    for method in ("max", "quantile", "pot", "sigma"):
+        value, how = calibrate(rounding, method)
+        assert value == MIN_THRESHOLD == how["floor"], method
+        assert "raised to the floor of 0.01" in describe({**how, "source": "validation",
+                                                          "windows": 200})
+    assert "floor" not in calibrate(rounding * 100, "max")[1]
+
+
+def test_a_column_constant_in_training_pages_on_a_jump_not_on_a_rounding_step():
+    t = pd.date_range("2026-01-01", periods=600, freq="min")
+    train = pd.DataFrame({"timestamp": t, "level": 0.999})
+    with pytest.warns(LstmaeWarning, match="constant"):
+        det = Detector(window=16, hidden=8, latent=3, epochs=20, device="cpu").fit(train)
+    assert det.threshold_ == MIN_THRESHOLD and det.threshold_info_["floor"] == MIN_THRESHOLD
+    new = pd.DataFrame({"timestamp": t + pd.Timedelta("10h"), "level": 1.003})
+    # 0.004 off: above 1.2 x the largest held-out error (rounding), below the floor
+    assert (det.score(new)["error"] > 1.2 * det.heldout_errors_.max()).all()
+    assert not det.score(new)["anomaly"].any()
+    new.loc[300, "level"] = -1.0
+    assert det.score(new)["anomaly"].sum() == 16  # every window that holds the jump
 
 
 def test_without_held_out_rows_the_margin_is_1_5(small_frame):
