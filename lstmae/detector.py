@@ -36,6 +36,7 @@ from lstmae.errors import (
     OptionError,
     TrainingError,
     arg,
+    name_list,
     shorten,
 )
 from lstmae.events import PERSIST, Events, Surprise
@@ -196,19 +197,19 @@ class Detector:
         self.time_kind_ = series.time_kind
         self.interval_ = typical_interval(series.index) if series.time_col else None
         self.context_ = self._context(series.values, source)
-        series = self._without_still_context(series, source)
         flags = np.array([c in self.context_ for c in self.columns_]) & _is_flag(series.values)
         self.scaler_ = Scaler.fit(series.values, series.columns, as_is=flags)
+        n_rows = len(series.values)
+        if p.window.window == "auto":
+            stage("finding the period (window auto)")
+        self.window_ = self._choose_window(self.scaler_.transform(series.values))
+        self._check_stride(n_rows, source)
+        train_rows, val_rows = self._split(n_rows)
+        series = self._without_still_context(series, train_rows, source)
         self.clock_ = p.data.clock == "auto" and series.time_kind in steps.KINDS_WITH_STEPS \
             and spans_clock(series.index)
         scaled = torch.from_numpy(self._inputs(series))
-        n_rows = len(scaled)
-        if p.window.window == "auto":
-            stage("finding the period (window auto)")
-        self.window_ = self._choose_window(scaled[:, :len(self.columns_)].numpy())
-        self._check_stride(n_rows, source)
 
-        train_rows, val_rows = self._split(n_rows)
         train_set = self._window_set(scaled[:train_rows], device)
         val_set = self._window_set(scaled[train_rows:], device) if val_rows else None
 
@@ -255,27 +256,30 @@ class Detector:
                               "leave at least one to reconstruct and score")
         return [c for c in self.columns_ if c in wanted]
 
-    def _without_still_context(self, series: Series, source: str) -> Series:
-        """The series less its context columns that never change in the training data.
+    def _without_still_context(self, series: Series, train_rows: int, source: str) -> Series:
+        """The series less its context columns that never change in the training rows
+        (the first `train_rows`; a change only in the held-out rows is never trained on).
 
         The model cannot learn what such a column means: a 0 that stays 0 gives its input
         weights no gradient, so they keep their random start, and the column's first change
         in new data would move the encoder at random (SMAP channels send commands in test
-        that training never saw: F1 at the threshold 0.16 -> 0.47 on E-3 left out;
-        bench/README.md). Left out, the model judges the columns it learnt."""
-        values = series.values
+        that training never saw: E-3's F1 at the threshold 0.16 / 0.38 -> 0.47 / 0.42 at
+        seeds 0 / 1 with them left out; bench/README.md). Left out, the model judges the
+        columns it learnt, and new data need not hold them."""
+        trained = series.values[:train_rows]
         still = [c for i, c in enumerate(series.columns)
-                 if c in self.context_ and (values[:, i] == values[0, i]).all()]
+                 if c in self.context_ and (trained[:, i] == trained[0, i]).all()]
         if not still:
             return series
         warnings.warn(LstmaeWarning(
-            f"{source}: context column(s) {', '.join(map(shorten, still))} never change in "
-            "the training data, so the model cannot learn what they mean; left out of the "
-            "model"), stacklevel=4)
+            f"{source}: context column(s) {name_list(still)} never change in the training "
+            "data, so the model cannot learn what they mean; left out of the model"),
+            stacklevel=4)
         keep = [i for i, c in enumerate(series.columns) if c not in still]
         self.columns_ = [series.columns[i] for i in keep]
         self.context_ = [c for c in self.context_ if c not in still]
-        return dataclasses.replace(series, values=values[:, keep], columns=self.columns_)
+        self.scaler_ = Scaler(self.scaler_.mean[keep], self.scaler_.std[keep])
+        return dataclasses.replace(series, values=series.values[:, keep], columns=self.columns_)
 
     def _inputs(self, series: Series) -> np.ndarray:
         """What the encoder reads [N, D (+ 2)]: the standardised columns, then the clock."""
@@ -450,19 +454,22 @@ class Detector:
                               f"and {arg('margin')}")
         model = self.path_ or "the model"
         if quantile is not None:
-            value, _ = thresholds.calibrate(self.heldout_errors_, "quantile", quantile=quantile)
+            value, rule = thresholds.calibrate(self.heldout_errors_, "quantile",
+                                               quantile=quantile)
             option = f"{arg('threshold_quantile')} {quantile}"
             how = f"quantile {quantile} of held-out errors"
         elif risk is not None:
-            value, _ = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
+            value, rule = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
             option, how = f"{arg('risk')} {risk}", f"pot at risk {risk} of held-out errors"
         elif margin is not None:
-            value, _ = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
+            value, rule = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
             option = f"{arg('margin')} {margin:g}"
             how = f"{margin:g} x the largest held-out error"
         else:
-            value, option = self.threshold_, None
+            value, option, rule = self.threshold_, None, {}
             how = f"the model's {self.threshold_info_['method']} threshold"
+        if "floor" in rule:
+            how += f", raised to the floor of {rule['floor']:g}"
         if not (math.isfinite(value) and 0 <= value <= limits.MAX_ERROR):
             source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
             raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "

@@ -239,8 +239,8 @@ def _unstretch(raw: dict | None, detector, opened: bool) -> dict | None:
     if (raw["id"] is not None) != opened or (raw["onset"] is not None) != opened:
         raise ValueError("an event without an id or onset, or a stretch with one")
     totals = np.array([float(x) for x in raw["totals"]], dtype=np.float64)
-    if totals.shape != (len(detector.columns_),):
-        raise ValueError("an event's totals do not match the model's columns")
+    if totals.shape != (len(detector.scored_),):  # one per scored column (lstmae.events)
+        raise ValueError("an event's totals do not match the model's scored columns")
     event: dict[str, Any] = {key: None if raw[key] is None else _unarray(raw[key])
                              for key in ("onset", "start", "end")}
     event.update(id=None if raw["id"] is None else _count(raw["id"], "event id"),

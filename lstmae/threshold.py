@@ -54,11 +54,11 @@ def calibrate(
     """The threshold and a description of how it was set (stored in the model).
 
     heldout: whether `errors` come from held-out windows (not from training windows);
-    it sets the default margin. A rule that gives less than MIN_THRESHOLD gives that
+    it sets the default margin. A rule that gives from 0 to MIN_THRESHOLD gives that
     instead, and the description says so ("floor").
     """
     value, how = _by_rule(errors, method, quantile, risk, sigma, margin, heldout)
-    if value < MIN_THRESHOLD:
+    if 0 <= value < MIN_THRESHOLD:  # a negative one stays, to be refused by the caller
         return MIN_THRESHOLD, {**how, "floor": MIN_THRESHOLD}
     return value, how
 

@@ -111,7 +111,8 @@ def test_a_column_constant_in_training_pages_on_a_jump_not_on_a_rounding_step():
     t = pd.date_range("2026-01-01", periods=600, freq="min")
     train = pd.DataFrame({"timestamp": t, "level": 0.999})
     with pytest.warns(LstmaeWarning, match="constant"):
-        det = Detector(window=16, hidden=8, latent=3, epochs=20, device="cpu").fit(train)
+        det = Detector(window=16, hidden=8, latent=3, epochs=20, device="cpu",
+                       precision="fp32").fit(train)
     assert det.threshold_ == MIN_THRESHOLD and det.threshold_info_["floor"] == MIN_THRESHOLD
     new = pd.DataFrame({"timestamp": t + pd.Timedelta("10h"), "level": 1.003})
     # 0.004 off: above 1.2 x the largest held-out error (rounding), below the floor

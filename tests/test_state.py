@@ -282,3 +282,27 @@ def test_a_stride_and_steps_go_on_across_runs(tmp_path, small_frame, incidents):
         # One run's data ends: its last window (off the grid) or its last step. A run
         # with a state holds them for the next.
         assert got == expected[:len(got)] and len(expected) - len(got) == 1, params
+
+
+def test_an_incident_open_across_runs_of_a_model_with_context(tmp_path, small_frame,
+                                                              incidents):
+    """An event's totals are per scored column: a state holding an open event of a
+    model with context columns goes on, not refused as damaged."""
+    def with_flag(frame):
+        return frame.assign(cmd=(np.arange(len(frame)) % 50 == 0).astype(float))
+
+    det = Detector(window=16, hidden=8, latent=3, epochs=1, device="cpu").fit(
+        with_flag(small_frame))
+    assert det.context_ == ["cmd"]
+    model = tmp_path / "m.lstmae"
+    det.save(model)
+    files = {"frame": with_flag(incidents), "model": model}
+    data = tmp_path / "all.csv"
+    files["frame"].to_csv(data, index=False)
+    whole = tmp_path / "whole.csv"
+    assert run(["score", str(data), "-m", str(model), "--level", "event", "--per-column",
+                "-o", str(whole), "-q"]) == 0
+    # the cut at 320 falls inside the incident of rows 300..340
+    joined, statuses = _score_in_runs(files, [(0, 320), (300, 400)], "event", tmp_path)
+    assert statuses == [0, 0]
+    assert joined == whole.read_bytes()
