@@ -274,6 +274,10 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     context = check.get(meta, "context", lambda v: isinstance(v, list) and all(
         isinstance(c, str) for c in v) and len(set(v)) == len(v) and set(v) < set(columns),
         "a list of some (not all) of the columns", optional=True) or []
+    check.get(meta, "left_out", lambda v: isinstance(v, list) and len(v) <= limits.MAX_COLUMNS
+              and all(_is_text(c) for c in v) and len(set(v)) == len(v)
+              and not set(v) & set(columns),
+              "a list of names that are not columns (context left out at fit)", optional=True)
     model = check.get(meta, "model", lambda v: isinstance(v, dict) and (
         set(v) - {"outputs"}) == {"n_features", "hidden", "latent", "layers"},
         "n_features, hidden, latent, layers and outputs")

@@ -347,7 +347,13 @@ def fit(
             detector.fit(frame, source=_source(data), keep_best_on_interrupt=save_on_interrupt,
                          **progress.callbacks())
     if rank:
-        return  # the weights are rank 0's too; it calibrates and writes the model
+        # The weights are rank 0's too; it calibrates and writes the model. Leave without
+        # the interpreter's teardown: there torch's gloo threads sometimes aborted this
+        # rank on a loaded machine (exit -6, "terminate called without an active
+        # exception"), after its work was done, and torchrun then failed the whole job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     detector.save(model)
     if detector.training_["interrupted"]:
         stderr.print(f"interrupted: wrote {model} with the best epoch so far "

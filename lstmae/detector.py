@@ -269,6 +269,7 @@ class Detector:
         trained = series.values[:train_rows]
         still = [c for i, c in enumerate(series.columns)
                  if c in self.context_ and (trained[:, i] == trained[0, i]).all()]
+        self.left_out_ = still
         if not still:
             return series
         warnings.warn(LstmaeWarning(
@@ -750,6 +751,7 @@ class Detector:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "columns": self.columns_,
             "context": self.context_,
+            "left_out": self.left_out_,
             "clock": self.clock_,
             "time_col": self.time_col_,
             "time_kind": self.time_kind_,
@@ -776,6 +778,7 @@ class Detector:
             det.window_ = meta["window"]
             det.columns_ = list(meta["columns"])
             det.context_ = list(meta.get("context", []))  # none before 0.2
+            det.left_out_ = list(meta.get("left_out", []))  # none before 0.2
             det.clock_ = bool(meta.get("clock", False))
             det.time_col_ = meta["time_col"]
             # Files written before these fields existed: no interval to compare with.

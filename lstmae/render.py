@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmae import threads
-from lstmae.errors import printable
+from lstmae.errors import name_list, printable
 
 if TYPE_CHECKING:
     from lstmae.train import BatchReport, EpochReport
@@ -318,6 +318,8 @@ def info_table(model: str, meta: dict, detector) -> Table:
         ("columns", ", ".join(detector.scored_)),
         *([("context", ", ".join(detector.context_) + " (read, not scored)")]
           if detector.context_ else []),
+        *([("left out", name_list(detector.left_out_) + " (context that never changed in "
+                        "training)")] if detector.left_out_ else []),
         *([("clock", "the time of day (read, not scored)")] if detector.clock_ else []),
         ("time column", time),
         ("window / stride", f"{meta['window']} / {meta['stride']}" + (

@@ -80,7 +80,21 @@ def test_a_context_column_that_never_changed_in_training_is_left_out(train, busy
     sent = busy.assign(never=(np.arange(len(busy)) % 7 == 0).astype(float))
     det.save(tmp_path / "m.lstmae")
     loaded = Detector.load(tmp_path / "m.lstmae")
+    assert loaded.left_out_ == ["never", "late"]
     pd.testing.assert_frame_equal(loaded.score(sent), det.score(busy))
+    info = run_lstmae("info", "m.lstmae", cwd=tmp_path, check=True).stdout_text
+    assert "never, late (context that never changed in" in info
+
+
+def test_a_forged_left_out_list_is_refused(det, tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    det.save(tmp_path / "m.lstmae")
+    tensors, meta = load_model_file(tmp_path / "m.lstmae")
+    for left_out in (["value"], "never", [1], ["x", "x"]):
+        save_model_file(tmp_path / "forged.lstmae", dict(tensors), {**meta, "left_out": left_out})
+        with pytest.raises(ModelFileError, match="left_out"):
+            Detector.load(tmp_path / "forged.lstmae")
 
 
 def test_named_context_columns_and_mistakes(train):
