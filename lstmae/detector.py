@@ -202,7 +202,7 @@ class Detector:
         n_rows = len(series.values)
         if p.window.window == "auto":
             stage("finding the period (window auto)")
-        self.window_ = self._choose_window(self.scaler_.transform(series.values))
+        self.window_ = self._choose_window(series.values)
         self._check_stride(n_rows, source)
         train_rows, val_rows = self._split(n_rows)
         series = self._without_still_context(series, train_rows, source)
@@ -341,11 +341,11 @@ class Detector:
             )
         self.threshold_info_ = {**how, "source": monitored, "windows": len(self.heldout_errors_)}
 
-    def _choose_window(self, scaled: np.ndarray) -> int:
+    def _choose_window(self, values: np.ndarray) -> int:
         window = self.params.window.window
         if window != "auto":
             return int(window)
-        period = dominant_period(scaled)
+        period = dominant_period(self.scaler_.transform(values))  # only when auto
         if period is None:
             warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
                 f"{arg('window')} auto: no clear period in the training data; using "
@@ -469,8 +469,7 @@ class Detector:
         else:
             value, option, rule = self.threshold_, None, {}
             how = f"the model's {self.threshold_info_['method']} threshold"
-        if "floor" in rule:
-            how += f", raised to the floor of {rule['floor']:g}"
+        how += thresholds.floor_note(rule)
         if not (math.isfinite(value) and 0 <= value <= limits.MAX_ERROR):
             source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
             raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "

@@ -109,7 +109,9 @@ def describe(info: dict) -> str:
         how = f"peaks over threshold at risk {info['risk']:g}"
     else:
         how = f"mean + {info['sigma']:g} sd"
-    text = f"{how} of {info['windows']} {info['source']} windows' errors"
-    if "floor" in info:
-        text += f", raised to the floor of {info['floor']:g}"
-    return text
+    return f"{how} of {info['windows']} {info['source']} windows' errors" + floor_note(info)
+
+
+def floor_note(info: dict) -> str:
+    """', raised to the floor of 0.01' when calibrate's rule gave less; else ''."""
+    return f", raised to the floor of {info['floor']:g}" if "floor" in info else ""
