@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_data"
 SHARED_DATA = REPO.parent / "shared" / "data"
 LSTMAE = Path(sys.executable).parent / "lstmae"  # the installed entry point
+
+
+# For the commands a test starts and waits on: one that hangs prints where it is stuck
+# (faulthandler, on the SIGABRT that `communicate` sends it) instead of only timing out.
+TRACEABLE = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+
+
+def communicate(proc: subprocess.Popen, timeout: float, input: bytes | None = None
+                ) -> tuple[bytes, bytes]:
+    """proc.communicate; a process still running after `timeout` fails the test with the
+    Python stack of each of its threads (started with env=TRACEABLE)."""
+    try:
+        return proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    proc.send_signal(signal.SIGABRT)
+    _, err = proc.communicate(timeout=30)
+    pytest.fail(f"{proc.args[:2]} still ran {timeout} s later; its stderr and stack:\n"
+                + err.decode("utf-8", "replace")[-8000:])
 
 
 def run_lstmae(*args: str, cwd: Path | None = None, input: bytes | None = None,

@@ -10,7 +10,7 @@ import pytest
 
 from lstmae.cli import run
 
-from .conftest import LSTMAE
+from .conftest import LSTMAE, TRACEABLE, communicate
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_rows_appear_before_the_writer_closes_the_pipe(tmp_path, model, small_fr
     lines = small_frame.to_csv(index=False).splitlines(keepends=True)
     proc = subprocess.Popen([str(LSTMAE), "score", "-", "-m", str(model), "--follow", "-q"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=TRACEABLE)
     out = bytearray()
     try:
         proc.stdin.write("".join(lines[:21]).encode())  # header + 20 rows: 5 windows of 16
@@ -55,7 +55,7 @@ def test_rows_appear_before_the_writer_closes_the_pipe(tmp_path, model, small_fr
             proc.stdin.flush()
         assert _read_lines(proc.stdout.fileno(), out, 16, timeout=60) == 16
         assert proc.poll() is None  # still running, still reading
-        rest, err = proc.communicate("".join(lines[31:]).encode(), timeout=120)
+        rest, err = communicate(proc, 120, "".join(lines[31:]).encode())
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -85,7 +85,7 @@ def test_follow_a_growing_file_until_ctrl_c(tmp_path, model, small_frame):
     data.write_text("".join(text[:101]))
     proc = subprocess.Popen([str(LSTMAE), "score", str(data), "-m", str(model), "--follow",
                              "--level", "event", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=TRACEABLE)
     out = bytearray()
     try:
         assert _read_lines(proc.stdout.fileno(), out, 1, timeout=120) >= 1  # the header
@@ -95,7 +95,7 @@ def test_follow_a_growing_file_until_ctrl_c(tmp_path, model, small_frame):
                 handle.flush()
         time.sleep(3)
         proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err  # Ctrl-C while waiting for rows ends it cleanly
@@ -126,14 +126,14 @@ def test_sigterm_ends_a_followed_stream_cleanly_and_it_resumes(tmp_path, model, 
     header, rows = text[0], text[1:]
     proc = subprocess.Popen([str(LSTMAE), "score", "-", "-m", str(model), "--follow", "-q",
                              "--state", str(state)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=TRACEABLE)
     out = bytearray()
     try:
         proc.stdin.write((header + "".join(rows[:250])).encode())  # the pipe stays open
         proc.stdin.flush()
         assert _read_lines(proc.stdout.fileno(), out, 1 + 250 - 15, timeout=120) == 236
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err  # ended as the end of stdin would end it
