@@ -307,11 +307,6 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     check.text(threshold, "threshold.source")
     # present when the rule gave less than lstmae.threshold.MIN_THRESHOLD
     check.number(threshold, "threshold.floor", high=limits.MAX_ERROR, optional=True)
-    # present when the threshold was set on held-out windows (lstmae.threshold.training_bound)
-    check.number(threshold, "threshold.training_bound", high=limits.MAX_ERROR, optional=True)
-    check.integer(threshold, "threshold.training_windows", 1, 2**53,
-                  optional="training_bound" not in threshold)
-    check.get(threshold, "threshold.raised", lambda v: v is True, "true", optional=True)
 
     training = check.get(meta, "training", lambda v: isinstance(v, dict), "an object")
     for name in ("rows", "train_windows", "val_windows", "epochs_run", "best_epoch"):

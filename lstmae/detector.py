@@ -229,8 +229,7 @@ class Detector:
             return  # every rank holds the same weights; rank 0 calibrates and writes
         stage("calibrating the threshold")
         self._calibrate(val_set if val_set is not None else train_set,
-                        train_set if val_set is not None else None,
-                        monitored=result.monitored, source=source)
+                        heldout=val_set is not None, monitored=result.monitored, source=source)
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
         self.training_["processes"] = world  # each trained on 1/world of the windows
@@ -315,21 +314,16 @@ class Detector:
             )
 
     @torch.inference_mode()
-    def _calibrate(self, calibration: WindowSet, training: WindowSet | None, monitored: str,
+    def _calibrate(self, calibration: WindowSet, heldout: bool, monitored: str,
                    source: str) -> None:
-        """Fit the window error and the threshold on normal windows' errors: held out, with
-        the training windows' as a bound (lstmae.threshold), or the training windows' when
-        too few rows could be held out (training None)."""
+        """Fit the window error and the threshold on normal windows' errors (held out, or
+        the training windows when too few rows could be held out)."""
         self.model_.eval()  # as scoring runs it
         batches = ((b.reconstruction, b.target) for b in
                    forward(self.model_, calibration.view, calibration.starts))
         self.error_, self.heldout_errors_ = WindowError.fit(self.params.threshold.error,
                                                             batches)
-        bound = None
-        if training is not None:
-            bound = thresholds.training_bound(self._window_errors(training))
-        if not (np.isfinite(self.heldout_errors_).all()
-                and (bound is None or math.isfinite(bound["training_bound"]))):
+        if not np.isfinite(self.heldout_errors_).all():
             raise TrainingError(
                 f"{source}: the trained model's errors on normal windows are not finite; try "
                 f"a smaller {arg('lr')}, or check the data for extreme values"
@@ -337,7 +331,7 @@ class Detector:
         th = self.params.threshold
         self.threshold_, how = thresholds.calibrate(
             self.heldout_errors_, th.threshold_method, th.threshold_quantile,
-            th.risk, th.sigma, th.margin, heldout=training is not None, bound=bound,
+            th.risk, th.sigma, th.margin, heldout=heldout,
         )
         if not self.threshold_ <= limits.MAX_ERROR:
             raise OptionError(
@@ -346,21 +340,6 @@ class Detector:
                 f"({limits.MAX_ERROR:g}); use a smaller {arg('margin')} or {arg('sigma')}"
             )
         self.threshold_info_ = {**how, "source": monitored, "windows": len(self.heldout_errors_)}
-
-    def _training_bound(self) -> dict | None:
-        """calibrate's bound as the model file keeps it; None for models calibrated on
-        training windows, and for files written before the bound."""
-        info = self.threshold_info_
-        if "training_bound" not in info:
-            return None
-        return {k: info[k] for k in ("training_bound", "training_windows")}
-
-    def _window_errors(self, windows: WindowSet) -> np.ndarray:
-        """The fitted window error of each window [N_w]."""
-        parts = [window_error(self.error_.columns(b.reconstruction, b.target).double().cpu()
-                              .numpy())
-                 for b in forward(self.model_, windows.view, windows.starts)]
-        return np.concatenate(parts)
 
     def _choose_window(self, values: np.ndarray) -> int:
         window = self.params.window.window
@@ -475,25 +454,22 @@ class Detector:
             raise OptionError(f"give only one of {arg('threshold_quantile')}, {arg('risk')} "
                               f"and {arg('margin')}")
         model = self.path_ or "the model"
-        bound = self._training_bound()
         if quantile is not None:
             value, rule = thresholds.calibrate(self.heldout_errors_, "quantile",
-                                               quantile=quantile, bound=bound)
+                                               quantile=quantile)
             option = f"{arg('threshold_quantile')} {quantile}"
             how = f"quantile {quantile} of held-out errors"
         elif risk is not None:
-            value, rule = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk,
-                                               bound=bound)
+            value, rule = thresholds.calibrate(self.heldout_errors_, "pot", risk=risk)
             option, how = f"{arg('risk')} {risk}", f"pot at risk {risk} of held-out errors"
         elif margin is not None:
-            value, rule = thresholds.calibrate(self.heldout_errors_, "max", margin=margin,
-                                               bound=bound)
+            value, rule = thresholds.calibrate(self.heldout_errors_, "max", margin=margin)
             option = f"{arg('margin')} {margin:g}"
             how = f"{margin:g} x the largest held-out error"
         else:
             value, option, rule = self.threshold_, None, {}
             how = f"the model's {self.threshold_info_['method']} threshold"
-        how += thresholds.raised_note(rule)
+        how += thresholds.floor_note(rule)
         if not (math.isfinite(value) and 0 <= value <= limits.MAX_ERROR):
             source = f"{option} on {model}'s held-out errors" if option else f"{model}'s threshold"
             raise OptionError(f"{source} gives the threshold {value}, which cannot be used; "

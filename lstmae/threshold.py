@@ -19,14 +19,7 @@ threshold can be re-derived at score time without refitting):
   extrapolates beyond the largest held-out error, which a quantile cannot.
 - sigma: mean + k standard deviations.
 
-Whichever the method, the threshold is at least MIN_THRESHOLD, and with held-out
-windows at least the error that TRAINING_SHARE of the training windows exceed: a
-model is not to call more than 1 % of the data it was told is normal anomalous. The
-held-out rows are the last tenth of the fit, one stretch of time, and need not show
-everything the rest does: on a daily cycle two days long, fitted with a window of 32,
-they held the quiet night hours, and a threshold made of them flagged 45 % of later
-rows that repeated the training days exactly; on SMAP channels A-2 to A-4 the
-training windows' 0.99 quantile is 1.5-2 x the largest held-out error.
+Whichever the method, the threshold is at least MIN_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -47,10 +40,6 @@ MIN_POT_PEAKS = 10
 # data 0.001 off (SMAP A-1's whole test set). A hundredth of a standard deviation is
 # below any error worth an alarm, and above bf16's resolution (1/256 of a value).
 MIN_THRESHOLD = 0.01
-# At most this share of the training windows' errors are above a threshold set on
-# held-out windows (bench/README.md, "What we tried": 1.2 x this bound flagged fewer
-# normal rows and lost 0.05 of smap-dev-more's F1).
-TRAINING_SHARE = 0.01
 
 
 def calibrate(
@@ -61,31 +50,17 @@ def calibrate(
     sigma: float = 3.0,
     margin: float | None = None,
     heldout: bool = True,
-    bound: dict | None = None,
 ) -> tuple[float, dict]:
     """The threshold and a description of how it was set (stored in the model).
 
     heldout: whether `errors` come from held-out windows (not from training windows);
-    it sets the default margin. bound: training_bound()'s, for held-out errors. A rule
-    that gives less than the bound gives the bound ("raised"); one that gives from 0 to
-    MIN_THRESHOLD gives that instead ("floor").
+    it sets the default margin. A rule that gives from 0 to MIN_THRESHOLD gives that
+    instead, and the description says so ("floor").
     """
     value, how = _by_rule(errors, method, quantile, risk, sigma, margin, heldout)
-    if bound is not None:
-        how = {**how, **bound}
-        if 0 <= value < bound["training_bound"]:
-            value, how = bound["training_bound"], {**how, "raised": True}
     if 0 <= value < MIN_THRESHOLD:  # a negative one stays, to be refused by the caller
         return MIN_THRESHOLD, {**how, "floor": MIN_THRESHOLD}
     return value, how
-
-
-def training_bound(training_errors: np.ndarray) -> dict:
-    """The error that TRAINING_SHARE of the training windows exceed, as calibrate takes it
-    (and the model file keeps it, for thresholds re-derived at score time)."""
-    errors = np.asarray(training_errors, dtype=np.float64)
-    return {"training_bound": float(np.quantile(errors, 1.0 - TRAINING_SHARE)),
-            "training_windows": int(errors.size)}
 
 
 def _by_rule(errors: np.ndarray, method: str, quantile: float, risk: float, sigma: float,
@@ -134,16 +109,9 @@ def describe(info: dict) -> str:
         how = f"peaks over threshold at risk {info['risk']:g}"
     else:
         how = f"mean + {info['sigma']:g} sd"
-    return f"{how} of {info['windows']} {info['source']} windows' errors" + raised_note(info)
+    return f"{how} of {info['windows']} {info['source']} windows' errors" + floor_note(info)
 
 
-def raised_note(info: dict) -> str:
-    """What raised calibrate's rule, if anything: ', raised to the error that 1 % of the
-    2601 training windows exceed', ', raised to the floor of 0.01', or ''."""
-    note = ""
-    if info.get("raised"):
-        note += (f", raised to the error that {TRAINING_SHARE:.0%} of the "
-                 f"{info['training_windows']} training windows exceed")
-    if "floor" in info:
-        note += f", raised to the floor of {info['floor']:g}"
-    return note
+def floor_note(info: dict) -> str:
+    """', raised to the floor of 0.01' when calibrate's rule gave less; else ''."""
+    return f", raised to the floor of {info['floor']:g}" if "floor" in info else ""

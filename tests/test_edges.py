@@ -347,11 +347,6 @@ CASES = {
         _set("threshold.method", "magic"))),
     "model-threshold-floor-string": info_bad("threshold.floor", setup=_meta_edit(
         _set("threshold.floor", "high"))),
-    "model-threshold-training-bound-negative": info_bad("threshold.training_bound",
-                                                       setup=_meta_edit(
-        _set("threshold.training_bound", -1.0))),
-    "model-threshold-raised-not-true": info_bad("threshold.raised", setup=_meta_edit(
-        _set("threshold.raised", "yes"))),
     "model-window-huge": info_bad("'window'", setup=_meta_edit(_set("window", 10**9))),
     "model-stride-zero": info_bad("'stride'", setup=_meta_edit(_set("stride", 0))),
     "model-stride-above-window": info_bad("'stride'", setup=_meta_edit(_set("stride", 99))),

@@ -6,7 +6,7 @@ import pytest
 
 from lstmae import Detector
 from lstmae.errors import LstmaeWarning, OptionError
-from lstmae.threshold import MIN_THRESHOLD, calibrate, describe, pot_threshold, training_bound
+from lstmae.threshold import MIN_THRESHOLD, calibrate, describe, pot_threshold
 from lstmae.windows import dominant_period
 
 
@@ -107,47 +107,6 @@ def test_a_threshold_is_never_below_the_floor():
     assert "floor" not in calibrate(rounding * 100, "max")[1]
 
 
-def test_a_threshold_on_held_out_windows_is_at_least_the_training_windows_bound():
-    rng = np.random.default_rng(0)
-    held = rng.uniform(0.0, 0.1, 200)  # held out: a quiet stretch of the cycle
-    train = rng.uniform(0.0, 1.0, 5000)  # trained on: all of it
-    bound = training_bound(train)
-    assert bound == {"training_bound": pytest.approx(np.quantile(train, 0.99)),
-                     "training_windows": 5000}
-    for method in ("max", "quantile", "pot", "sigma"):
-        value, how = calibrate(held, method, bound=bound)
-        assert value == bound["training_bound"] and how["raised"] is True, method
-        assert (train > value).mean() <= 0.01
-    text = describe({**how, "source": "validation", "windows": 200})
-    assert text.endswith("raised to the error that 1% of the 5000 training windows exceed")
-    # A rule above the bound keeps its own value; the bound is kept for re-derivations.
-    value, how = calibrate(held * 100, "max", bound=bound)
-    assert value == 1.2 * 100 * held.max() and "raised" not in how
-    assert how["training_bound"] == bound["training_bound"]
-    assert "raised" not in describe({**how, "source": "validation", "windows": 200})
-
-
-def test_held_out_rows_that_miss_part_of_a_cycle_do_not_flag_its_return():
-    # A pulse in each cycle of 100 rows; the held-out rows (the last 10 % of the fit) fall
-    # in the flat part. A threshold made of their errors alone flagged the pulses of new
-    # data that repeated the training cycles exactly.
-    rng = np.random.default_rng(1)
-    phase = np.arange(1000) % 100
-    pulse = np.where((phase >= 20) & (phase < 40), np.sin(np.pi * (phase - 20) / 20), 0.0)
-    frame = pd.DataFrame({"value": pulse + 0.02 * rng.standard_normal(1000)})
-    det = Detector(window=16, hidden=16, latent=4, epochs=15, device="cpu", seed=0,
-                   precision="fp32").fit(frame.iloc[:500])
-    info = det.threshold_info_
-    assert info["source"] == "validation" and info["raised"] is True
-    assert det.threshold_ == info["training_bound"] > 1.2 * det.heldout_errors_.max()
-    later = det.score(frame.iloc[500:])
-    assert (later["error"] > 1.2 * det.heldout_errors_.max()).mean() > 0.2  # as before
-    assert later["anomaly"].mean() <= 0.03
-    # Thresholds re-derived at score time keep the bound (--margin 1.0 gives it here).
-    assert det.threshold_for(margin=1.0)[0] == det.threshold_
-    assert "raised to the error that 1% of the" in det.threshold_for(margin=1.0)[1]
-
-
 def test_a_column_constant_in_training_pages_on_a_jump_not_on_a_rounding_step():
     t = pd.date_range("2026-01-01", periods=600, freq="min")
     train = pd.DataFrame({"timestamp": t, "level": 0.999})
@@ -171,12 +130,10 @@ def test_without_held_out_rows_the_margin_is_1_5(small_frame):
 
 
 def test_threshold_rederived_from_stored_errors_without_refit(small_detector, small_frame):
-    held, bound = small_detector.heldout_errors_, small_detector.threshold_info_["training_bound"]
     loose, source = small_detector.threshold_for(quantile=0.5)
-    assert np.quantile(held, 0.5) < bound  # raised: see the test above
-    assert loose == bound and source.startswith("quantile 0.5 of held-out errors, raised")
+    assert loose == pytest.approx(np.quantile(small_detector.heldout_errors_, 0.5))
+    assert "quantile 0.5" in source
     strict, _ = small_detector.threshold_for(quantile=0.999)
-    assert strict == pytest.approx(max(bound, np.quantile(held, 0.999)))
     low = small_detector.score(small_frame, threshold=loose)["anomaly"].sum()
     high = small_detector.score(small_frame, threshold=strict)["anomaly"].sum()
     assert low >= high
@@ -184,7 +141,7 @@ def test_threshold_rederived_from_stored_errors_without_refit(small_detector, sm
     with pytest.raises(OptionError, match="only one of"):
         small_detector.threshold_for(quantile=0.9, risk=1e-3)
     wider, source = small_detector.threshold_for(margin=1.5)
-    assert wider == pytest.approx(1.5 * held.max()) and wider > bound
+    assert wider == pytest.approx(1.5 * small_detector.heldout_errors_.max())
     assert source == "1.5 x the largest held-out error"
     with pytest.raises(OptionError, match="'margin'"):
         small_detector.threshold_for(margin=-1)
