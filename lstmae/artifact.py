@@ -308,6 +308,19 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     # present when the rule gave less than lstmae.threshold.MIN_THRESHOLD
     check.number(threshold, "threshold.floor", high=limits.MAX_ERROR, optional=True)
 
+    long = check.get(meta, "long_window", lambda v: isinstance(v, dict), "an object",
+                     optional=True)
+    if long is not None:  # the second model (lstmae.detector.LongModel)
+        check.integer(long, "long_window.window", window + 1, limits.MAX_WINDOW)
+        # above 0: the first model's threshold is divided by it
+        check.number(long, "long_window.threshold", above=True, high=limits.MAX_ERROR)
+        check.number(long, "long_window.peak_scale", above=True, high=1.0, optional=True)
+        long_training = check.get(long, "long_window.training", lambda v: isinstance(v, dict),
+                                  "an object")
+        for name in ("train_windows", "val_windows", "epochs_run", "best_epoch"):
+            check.integer(long_training, f"long_window.training.{name}", 0, 2**53)
+        check.number(long_training, "long_window.training.best_loss")
+
     training = check.get(meta, "training", lambda v: isinstance(v, dict), "an object")
     for name in ("rows", "train_windows", "val_windows", "epochs_run", "best_epoch"):
         check.integer(training, f"training.{name}", 0, 2**53)

@@ -133,6 +133,8 @@ def _from_cli(name: str, value):
         return value.value
     if name == "window":
         return _window(value)
+    if name == "long_window":
+        return _long_window(value)
     if name == "columns":
         return _columns(value)
     if name == "context":
@@ -181,6 +183,16 @@ def _window(text: str) -> int | str:
         raise OptionError(
             f"--window must be a whole number of rows or auto (got {shorten(text)!r})"
         ) from None
+
+
+def _long_window(text: str) -> int | str:
+    if text.strip().lower() in params.LONG_WINDOW_CHOICES:
+        return text.strip().lower()
+    try:
+        return int(text)
+    except ValueError:
+        raise OptionError(f"--long-window must be a whole number of rows, double or off "
+                          f"(got {shorten(text)!r})") from None
 
 
 # ---------------------------------------------------------------- helpers

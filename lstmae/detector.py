@@ -98,6 +98,29 @@ NICE_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 8
 AUTO_STEPS_PER_PERIOD = 128
 
 
+@dataclasses.dataclass
+class LongModel:
+    """The second model of a Detector (--long-window): an autoencoder of the same shape on
+    longer windows. A window's error is the mean of the first model's and this one's for
+    the windows ending at its last row, this one's times `scale` (the first model's
+    threshold over this one's), so each counts as its own threshold says, and never
+    below the first model's (Detector._add_long); where the data hold no long window yet
+    (a file's first rows), the first model's alone.
+
+    Windows 64 and 128 scored by the plain mean (offline, bench/README.md) gave mean
+    VUS-PR 0.586 / 0.503 / 0.588 / 0.471 on nab-dev's two folders, smap-dev and
+    smap-dev-more, against window 64's 0.550 / 0.475 / 0.570 / 0.457."""
+
+    window: int
+    model: LSTMAutoencoder
+    error: WindowError
+    threshold: float  # calibrated as the first model's, on its own windows
+    training: dict
+
+    def scale(self, threshold: float) -> float:
+        return threshold / self.threshold
+
+
 # Which group of FitParams holds each parameter (e.g. "lr" -> "training").
 _GROUP_OF = {f.name: group for group, kind in limits.GROUPS.items()
              for f in dataclasses.fields(kind)}
@@ -113,6 +136,7 @@ class Detector:
     """
 
     path_: str | None = None  # the model file it was loaded from
+    long_: LongModel | None = None  # the second model (--long-window), when fitted with one
 
     def __init__(self, **params: Any):
         self.params = FitParams.from_flat(params)
@@ -204,37 +228,93 @@ class Detector:
             stage("finding the period (window auto)")
         self.window_ = self._choose_window(series.values)
         self._check_stride(n_rows, source)
-        train_rows, val_rows = self._split(n_rows)
+        long_window = self._choose_long_window(n_rows, source)
+        train_rows, val_rows = self._split(n_rows, self.window_)
         series = self._without_still_context(series, train_rows, source)
         self.clock_ = p.data.clock == "auto" and series.time_kind in steps.KINDS_WITH_STEPS \
             and spans_clock(series.index)
         scaled = torch.from_numpy(self._inputs(series))
 
-        train_set = self._window_set(scaled[:train_rows], device)
-        val_set = self._window_set(scaled[train_rows:], device) if val_rows else None
+        train_set = self._window_set(scaled[:train_rows], self.window_, device)
+        val_set = self._window_set(scaled[train_rows:], self.window_, device) if val_rows else None
 
         outputs = [i for i, c in enumerate(self.columns_) if c not in self.context_]
         self.config_ = ModelConfig(scaled.shape[1], p.network.hidden, p.network.latent,
                                    p.network.layers,
                                    outputs if self.context_ or self.clock_ else None)
         self.model_ = LSTMAutoencoder(self.config_).to(device)
-        t = p.training
-        stage("training")
-        result = train(
-            self.model_, train_set, val_set,
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, loss=t.loss,
-            patience=t.patience, seed=t.seed, precision=t.precision, **train_args,
-        )
+        stage("training" if long_window is None else f"training on windows of {self.window_}")
+        result = self._train(self.model_, train_set, val_set, train_args)
+        long = None
+        if long_window is not None and not result.interrupted:
+            stage(f"training the second model, on windows of {long_window}")
+            long = self._fit_long(long_window, scaled, device, train_args)
         if rank != 0:
             return  # every rank holds the same weights; rank 0 calibrates and writes
         stage("calibrating the threshold")
-        self._calibrate(val_set if val_set is not None else train_set,
-                        heldout=val_set is not None, monitored=result.monitored, source=source)
+        self.error_, self.heldout_errors_, self.threshold_, self.threshold_info_ = \
+            self._calibrate(self.model_, val_set if val_set is not None else train_set,
+                            heldout=val_set is not None, monitored=result.monitored,
+                            source=source)
+        self.long_ = None
+        if long is not None:
+            model, long_result, long_train, long_val = long
+            error, _, threshold, _ = self._calibrate(
+                model, long_val if long_val is not None else long_train,
+                heldout=long_val is not None, monitored=long_result.monitored, source=source)
+            self.long_ = LongModel(long_train.window, model.cpu().eval(), error, threshold, {
+                **_result_summary(long_result), "train_windows": len(long_train),
+                "val_windows": len(long_val) if long_val is not None else 0})
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
+        if self.long_ is not None and self.long_.training["interrupted"]:
+            self.training_["interrupted"] = True  # Ctrl-C stopped the second model
         self.training_["processes"] = world  # each trained on 1/world of the windows
         self.training_["precision"] = precision
         self.training_["threads"] = policy.report("train")
+
+    def _train(self, model: LSTMAutoencoder, train_set: WindowSet, val_set: WindowSet | None,
+               train_args: dict) -> TrainResult:
+        t = self.params.training
+        return train(model, train_set, val_set, epochs=t.epochs, batch_size=t.batch_size,
+                     lr=t.lr, loss=t.loss, patience=t.patience, seed=t.seed,
+                     precision=t.precision, **train_args)
+
+    def _fit_long(self, window: int, scaled: torch.Tensor, device: torch.device,
+                  train_args: dict):
+        """Train the second model on windows of `window` rows, split as the first model's
+        rows would be for that window. None when Ctrl-C stops it before an epoch ends."""
+        train_rows, val_rows = self._split(len(scaled), window)
+        train_set = self._window_set(scaled[:train_rows], window, device)
+        val_set = self._window_set(scaled[train_rows:], window, device) if val_rows else None
+        model = LSTMAutoencoder(self.config_).to(device)
+        try:
+            result = self._train(model, train_set, val_set, train_args)
+        except KeyboardInterrupt:
+            if not train_args.get("keep_best_on_interrupt"):
+                raise
+            return None  # the first model is trained: go on with it alone
+        return model, result, train_set, val_set
+
+    def _choose_long_window(self, n_rows: int, source: str) -> int | None:
+        """The second model's window, or None: off, or (double) longer than LONG_WINDOW_MAX
+        or too long for the training data to hold MIN_HELDOUT_WINDOWS of it."""
+        wanted = self.params.window.long_window
+        if wanted == "off":
+            return None
+        if wanted == "double":  # only where it can be trained on enough windows
+            window = 2 * self.window_
+            windows = (n_rows - window) // self.params.window.stride + 1
+            fits = window <= limits.LONG_WINDOW_MAX and windows >= MIN_HELDOUT_WINDOWS
+            return window if fits else None
+        window = int(wanted)
+        if window <= self.window_:
+            raise OptionError(f"{arg('long_window')} {window} is not longer than the window "
+                              f"of {self.window_}; give more rows, double or off")
+        if n_rows < window:
+            raise OptionError(f"{arg('long_window')} {window} is longer than the {n_rows} "
+                              f"rows of {source}; give fewer rows, double or off")
+        return window
 
     def _context(self, values: np.ndarray, source: str) -> list[str]:
         """The context columns: named, or (auto) the 0/1 flag columns when some other
@@ -288,6 +368,11 @@ class Detector:
         return np.concatenate([scaled, clock(series.index)], axis=1) if self.clock_ else scaled
 
     @property
+    def history_(self) -> int:
+        """The longest window: rows of context scoring a row needs."""
+        return self.long_.window if self.long_ is not None else self.window_
+
+    @property
     def scored_(self) -> list[str]:
         """The columns the model reconstructs and scores: all but the context."""
         outputs = self.config_.outputs
@@ -314,32 +399,32 @@ class Detector:
             )
 
     @torch.inference_mode()
-    def _calibrate(self, calibration: WindowSet, heldout: bool, monitored: str,
-                   source: str) -> None:
+    def _calibrate(self, model: LSTMAutoencoder, calibration: WindowSet, heldout: bool,
+                   monitored: str, source: str) -> tuple[WindowError, np.ndarray, float, dict]:
         """Fit the window error and the threshold on normal windows' errors (held out, or
-        the training windows when too few rows could be held out)."""
-        self.model_.eval()  # as scoring runs it
+        the training windows when too few rows could be held out): the error, those
+        errors, the threshold and how it was found."""
+        model.eval()  # as scoring runs it
         batches = ((b.reconstruction, b.target) for b in
-                   forward(self.model_, calibration.view, calibration.starts))
-        self.error_, self.heldout_errors_ = WindowError.fit(self.params.threshold.error,
-                                                            batches)
-        if not np.isfinite(self.heldout_errors_).all():
+                   forward(model, calibration.view, calibration.starts))
+        error, errors = WindowError.fit(self.params.threshold.error, batches)
+        if not np.isfinite(errors).all():
             raise TrainingError(
                 f"{source}: the trained model's errors on normal windows are not finite; try "
                 f"a smaller {arg('lr')}, or check the data for extreme values"
             )
         th = self.params.threshold
-        self.threshold_, how = thresholds.calibrate(
-            self.heldout_errors_, th.threshold_method, th.threshold_quantile,
+        threshold, how = thresholds.calibrate(
+            errors, th.threshold_method, th.threshold_quantile,
             th.risk, th.sigma, th.margin, heldout=heldout,
         )
-        if not self.threshold_ <= limits.MAX_ERROR:
+        if not threshold <= limits.MAX_ERROR:
             raise OptionError(
                 f"{arg('threshold_method')} {th.threshold_method} with these settings gives "
-                f"the threshold {self.threshold_:g}, above any error lstmae can measure "
+                f"the threshold {threshold:g}, above any error lstmae can measure "
                 f"({limits.MAX_ERROR:g}); use a smaller {arg('margin')} or {arg('sigma')}"
             )
-        self.threshold_info_ = {**how, "source": monitored, "windows": len(self.heldout_errors_)}
+        return error, errors, threshold, {**how, "source": monitored, "windows": len(errors)}
 
     def _choose_window(self, values: np.ndarray) -> int:
         window = self.params.window.window
@@ -374,7 +459,7 @@ class Detector:
                 f"average rows into steps: {arg('resample')} {name} gives "
                 f"{round(seconds / step)} steps a cycle")
 
-    def _split(self, n_rows: int) -> tuple[int, int]:
+    def _split(self, n_rows: int, window: int) -> tuple[int, int]:
         """Rows for training and, at the end in time order, for validation.
 
         The two parts share no row, so validation windows are truly unseen.
@@ -382,26 +467,21 @@ class Detector:
         val_rows = int(round(n_rows * self.params.training.val_fraction))
         train_rows = n_rows - val_rows
         enough = (
-            val_rows - self.window_ + 1 >= MIN_HELDOUT_WINDOWS * self.params.window.stride
-            and train_rows >= self.window_
+            val_rows - window + 1 >= MIN_HELDOUT_WINDOWS * self.params.window.stride
+            and train_rows >= window
         )
         return (train_rows, val_rows) if enough else (n_rows, 0)
 
-    def _window_set(self, scaled: torch.Tensor, device: torch.device) -> WindowSet:
-        starts = window_starts(len(scaled), self.window_, self.params.window.stride)
-        return WindowSet(scaled.to(device), torch.from_numpy(starts).to(device), self.window_)
+    def _window_set(self, scaled: torch.Tensor, window: int, device: torch.device) -> WindowSet:
+        starts = window_starts(len(scaled), window, self.params.window.stride)
+        return WindowSet(scaled.to(device), torch.from_numpy(starts).to(device), window)
 
     def _summary(self, series, train_set, val_set, result: TrainResult, device, started) -> dict:
         return {
             "rows": len(series.values),
             "train_windows": len(train_set),
             "val_windows": len(val_set) if val_set is not None else 0,
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
-            "best_loss": result.best_loss,
-            "monitored": result.monitored,
-            "stopped_early": result.stopped_early,
-            "interrupted": result.interrupted,
+            **_result_summary(result),
             "seconds": round(time.perf_counter() - started, 3),
             "device": str(device),
             "first_time": _jsonable(series.labels[0]),
@@ -582,14 +662,15 @@ class Detector:
             for piece in pieces(frames, self.columns_, self.time_col_, self.window_,
                                 self.params.window.stride, data.fill, source, sort,
                                 data.time_format, self._step_us(),
-                                None if state is None else state.position):
+                                None if state is None else state.position, self.history_):
                 if interval is not None:
                     interval.feed(piece)
                 out = self._forward(piece, scoring, "latent" in wanted,
                                     "reconstruction" in wanted, limit)
                 if out.windows is not None:
                     news = surprise.news(out.windows["error"].to_numpy())
-                    out.events = tracker.feed(piece, out.windows, opens=news)
+                    out.events = tracker.feed(piece, out.windows, opens=news,
+                                              firsts=out.firsts)
                     if state is not None:
                         state.latest = latest_window(piece, out.windows) or state.latest
                 result = {}
@@ -675,15 +756,45 @@ class Detector:
             out.latent = _stacked(latents, self.config_.latent)
         if errors:
             columns = _stacked(by_column, width).astype(np.float64)
+            if self.long_ is not None:
+                out.firsts = self._add_long(columns, values, piece.starts)
             # An error that cannot be computed (overflow, NaN from extreme values) is the
             # largest there is: such a window is anomalous, never "normal".
             columns[np.isnan(columns)] = np.inf
             window_errors = window_error(columns)
-            out.windows = window_frame(piece, {
+            out.windows = window_frame(piece, firsts=out.firsts, columns={
                 "error": window_errors, "threshold": limit, "anomaly": window_errors > limit,
                 **{f"error_{col}": columns[:, i] for i, col in enumerate(self.scored_)},
             })
         return out
+
+    def _add_long(self, columns: np.ndarray, values: torch.Tensor,
+                  starts: np.ndarray) -> np.ndarray:
+        """Join the second model's per-column errors to `columns` ([N_w, D], the first
+        model's for the windows at `starts`) where a long window ends at a window's last
+        row; return each window's first row as scored (the long window's, if any).
+
+        The mean of the two, each over its own threshold, but never below the first
+        model's own: a mean alone halves what one model alone sees (a one-row spike is
+        a smaller part of a longer window: tests/test_detection.py's spike, in windows of
+        32 and 64, was flagged in 27 of the 32 windows that held it, against 31 of 32 by
+        the first model alone)."""
+        long = self.long_
+        assert long is not None
+        long_starts = starts - (long.window - self.window_)
+        has = long_starts >= 0  # a file's first rows have no long window before them
+        if not has.any():
+            return starts
+        device = next(long.model.parameters()).device  # as the first model's, usually
+        at = torch.from_numpy(long_starts[has]).to(device)
+        view = window_view(values.to(device), long.window)
+        errors = [long.error.columns(batch.reconstruction, batch.target)
+                  for batch in forward(long.model, view, at, SCORE_BATCH)]
+        scale = long.scale(self.threshold_)
+        short = columns[has]
+        mean = (short + scale * _stacked(errors, columns.shape[1])) / 2
+        columns[has] = np.maximum(short, mean)  # a NaN in either stays NaN: anomalous
+        return np.where(has, long_starts, starts)
 
     def _check_output_names(self, names: list[str], what: str) -> None:
         """Refuse output whose columns would repeat a name (a data column named
@@ -738,6 +849,9 @@ class Detector:
         tensors["scaler.mean"] = self.scaler_.mean
         tensors["scaler.std"] = self.scaler_.std
         tensors["heldout_errors"] = self.heldout_errors_
+        if self.long_ is not None:
+            tensors.update({f"long.model.{name}": value.cpu().numpy()
+                            for name, value in self.long_.model.state_dict().items()})
         save_model_file(path, tensors, self.metadata())
 
     def metadata(self) -> dict:
@@ -762,6 +876,9 @@ class Detector:
             **self.error_.to_meta(),
             "model": self.config_.to_dict(),
             "threshold": {"value": self.threshold_, **self.threshold_info_},
+            "long_window": None if self.long_ is None else {
+                "window": self.long_.window, "threshold": self.long_.threshold,
+                "peak_scale": self.long_.error.peak_scale, "training": self.long_.training},
             "training": self.training_,
             "params": p.flat(),
         }
@@ -791,10 +908,18 @@ class Detector:
             det.check_params()
             det.scaler_ = Scaler(tensors.pop("scaler.mean"), tensors.pop("scaler.std"))
             det.heldout_errors_ = tensors.pop("heldout_errors")
-            model = LSTMAutoencoder(det.config_)
-            state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()}
-            _check_state(model, state)
-            model.load_state_dict(state, strict=True)
+            long = meta.get("long_window")  # none in older files
+            long_state = {k.removeprefix("long."): tensors.pop(k) for k in list(tensors)
+                          if k.startswith("long.")}
+            model = _model_from(det.config_, tensors)
+            if long is not None:
+                det.long_ = LongModel(
+                    int(long["window"]), _model_from(det.config_, long_state, "long.").eval(),
+                    WindowError(det.params.threshold.error, long.get("peak_scale")),
+                    float(long["threshold"]), dict(long["training"]))
+            elif long_state:
+                raise ValueError(f"tensor 'long.{shorten(next(iter(long_state)))}' belongs "
+                                 "to no second model")
         except KeyError as exc:
             raise ModelFileError(
                 f"{path}: field {shorten(exc.args[0] if exc.args else exc)!r} is missing; "
@@ -812,6 +937,17 @@ class Detector:
         return det
 
 
+def _result_summary(result: TrainResult) -> dict:
+    return {
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_loss": result.best_loss,
+        "monitored": result.monitored,
+        "stopped_early": result.stopped_early,
+        "interrupted": result.interrupted,
+    }
+
+
 def _is_flag(values: np.ndarray) -> np.ndarray:
     """[N, D] -> [D]: whether each column holds only 0 and 1."""
     return ((values == 0) | (values == 1)).all(axis=0)
@@ -824,19 +960,32 @@ def _stacked(parts: list[torch.Tensor], width: int) -> np.ndarray:
     return torch.cat(parts).cpu().numpy()
 
 
-def _check_state(model: LSTMAutoencoder, state: dict[str, torch.Tensor]) -> None:
+def _model_from(config: ModelConfig, tensors: dict[str, np.ndarray],
+                prefix: str = "") -> LSTMAutoencoder:
+    """The model of `config` with the weights `tensors` ("model.<name>"), checked."""
+    model = LSTMAutoencoder(config)
+    state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in tensors.items()}
+    _check_state(model, state, prefix)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _check_state(model: LSTMAutoencoder, state: dict[str, torch.Tensor],
+                 prefix: str = "") -> None:
     """Every tensor the architecture needs, of its shape, and no other: the first one
     that differs is named (torch's own message names none on its first line)."""
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in state:
-            raise ValueError(f"tensor 'model.{name}' is missing")
+            raise ValueError(f"tensor '{prefix}model.{name}' is missing")
         if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"tensor 'model.{name}' has shape {list(state[name].shape)} but "
-                             f"the architecture in its metadata needs {list(tensor.shape)}")
+            raise ValueError(f"tensor '{prefix}model.{name}' has shape "
+                             f"{list(state[name].shape)} but the architecture in its "
+                             f"metadata needs {list(tensor.shape)}")
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise ValueError(f"tensor 'model.{shorten(extra[0])}' is not part of the architecture")
+        raise ValueError(f"tensor '{prefix}model.{shorten(extra[0])}' is not part of the "
+                         "architecture")
 
 
 def _jsonable(value):

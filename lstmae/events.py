@@ -56,10 +56,12 @@ class Events:
         # all, if news comes before the cooldown passes.
         self.pending: dict | None = None
 
-    def feed(self, piece: Piece, windows: pd.DataFrame, opens: np.ndarray | None = None) -> Fed:
+    def feed(self, piece: Piece, windows: pd.DataFrame, opens: np.ndarray | None = None,
+             firsts: np.ndarray | None = None) -> Fed:
         """windows: the piece's window rows (error, anomaly, error_<col>), in order.
         opens: which anomalous windows may open an event (default: all of them); the
-        others only extend an event already open."""
+        others only extend an event already open. firsts: each window's first row in the
+        piece, where its error saw more rows than the window (lstmae.detector.LongModel)."""
         fed = Fed()
         labels = piece.series.labels
         ends = piece.offset + piece.starts + piece.window - 1  # global end rows
@@ -69,8 +71,8 @@ class Events:
             # the piece's labels (local) and their last rows in the whole stream (global).
             errors = windows["error"].to_numpy()[flagged]
             by_column = windows[[f"error_{c}" for c in self.columns]].to_numpy()[flagged]
-            first_local = piece.starts[flagged]
-            last_local = first_local + piece.window - 1
+            first_local = (piece.starts if firsts is None else firsts)[flagged]
+            last_local = piece.starts[flagged] + piece.window - 1
             last_global = ends[flagged]
             opening = np.ones(len(flagged), bool) if opens is None else opens[flagged]
 

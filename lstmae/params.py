@@ -35,6 +35,10 @@ OUTPUT_FORMATS = ("csv", "json", "parquet", "prom")  # what -o writes; a termina
 PROM = "prom"  # Prometheus text (score only): the latest scores, not rows
 
 MAX_WINDOW = 4096  # rows per window; `--window auto` stays within 8..256
+# --long-window: "double" is twice the window up to this many rows (no longer window
+# beyond: an LSTM's time grows with it); "off" fits one model.
+LONG_WINDOW_CHOICES = ("double", "off")
+LONG_WINDOW_MAX = 256
 MAX_HIDDEN = 4096
 MAX_LATENT = 4096
 MAX_LAYERS = 16
@@ -173,12 +177,27 @@ class WindowParams:
         "Window length in rows, or auto: the training data's dominant period "
         "(autocorrelation), between 8 and 256.", short="-w"))
     stride: int = field(default=1, metadata=option("Rows between window starts."))
+    long_window: int | str = field(default="off", metadata=option(
+        "A second model on longer windows, scored with the first: a window's error is the "
+        "mean of the two models' errors for the windows ending at its last row (each over "
+        "its own threshold), never below the first model's own, and the window spans the "
+        "long one's rows. double: twice the window (when that is at most "
+        f"{LONG_WINDOW_MAX} rows and the training data hold it); a number of rows above "
+        "the window; or off (one model)."))
 
     def check(self) -> None:
         if self.window != "auto":
             _need(_is_int(self.window) and 2 <= int(self.window) <= MAX_WINDOW, "window",
                   f"an integer from 2 to {MAX_WINDOW}, or auto", self.window)
         _whole(self, ("stride",), {"stride": MAX_WINDOW})
+        if self.long_window not in LONG_WINDOW_CHOICES:
+            _need(_is_int(self.long_window) and 3 <= int(self.long_window) <= MAX_WINDOW,
+                  "long_window", f"double, off, or an integer from 3 to {MAX_WINDOW}",
+                  self.long_window)
+            if self.window != "auto" and int(self.long_window) <= int(self.window):
+                raise OptionError(f"{arg('long_window')} {self.long_window} is not longer "
+                                  f"than the window of {self.window}; give more rows, "
+                                  "double or off")
 
 
 @dataclass

@@ -197,7 +197,10 @@ def fit_summary(detector, model: str) -> str:
         f"{t['val_windows']} held-out windows of {detector.window_} {unit}{auto}, columns "
         f"{', '.join(detector.scored_)}{_context_note(detector.context_)}; "
         f"{t['epochs_run']} epochs "
-        f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']}); "
+        f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']})"
+        + (f"; with a second model on windows of {detector.long_.window} {unit} "
+           f"({detector.long_.training['epochs_run']} epochs)" if detector.long_ else "")
+        + "; "
         f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
         f"{t['seconds']:.1f} s on {t['device']} ({t['precision']}){processes}"
         + (f", {threads_text}" if (threads_text := describe_threads(t.get("threads"))) else "")
@@ -300,6 +303,15 @@ def _context_note(context: list[str]) -> str:
     return f" (context, not scored: {shown})"
 
 
+def _long_note(detector) -> str:
+    """The second model (lstmae.detector.LongModel), for fit's line and info."""
+    long = detector.long_
+    if long is None:
+        return "none (one model)"
+    return (f"{long.window}, a second model scored with the first (its threshold "
+            f"{long.threshold:.4g}; {long.training['epochs_run']} epochs)")
+
+
 def info_table(model: str, meta: dict, detector) -> Table:
     """What `lstmae info` shows of a model file."""
     from lstmae.stream import describe_interval
@@ -325,6 +337,7 @@ def info_table(model: str, meta: dict, detector) -> Table:
         ("window / stride", f"{meta['window']} / {meta['stride']}" + (
             f" steps of {detector.params.data.resample} (rows averaged)"
             if detector.params.data.resample else "")),
+        ("long window", _long_note(detector)),
         ("architecture", f"LSTM autoencoder: {arch['n_features']} features, hidden "
                          f"{arch['hidden']}, latent {arch['latent']}, {arch['layers']} layer(s)"),
         ("loss / error", f"{meta['loss']} (training) / {error.kind} (window error" + peaks),

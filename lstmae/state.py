@@ -189,10 +189,10 @@ def _encode(state: ScoreState) -> dict:
 
 
 def _decode(body: dict, detector, cooldown: int, checksum: str) -> ScoreState:
-    window = detector.window_
+    history = detector.history_
     carried = _unseries(body["carried"], detector)
-    if carried is not None and len(carried.values) > window - 1:
-        raise ValueError(f"carries {len(carried.values)} rows for a window of {window}")
+    if carried is not None and len(carried.values) > history - 1:
+        raise ValueError(f"carries {len(carried.values)} rows for a window of {history}")
     _count(body["events"]["count"], "events")
     if body["kind"] not in (None, "rows", "number", "naive", "aware"):
         raise ValueError(f"unknown kind of time {shorten(body['kind'])!r}")

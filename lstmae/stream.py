@@ -2,11 +2,12 @@
 
 Scoring, encoding and reconstructing read the data in batches of rows and
 write their output as they go, so memory stays bounded whatever the file size.
-Each piece is the previous piece's last `window - 1` rows followed by the new
-rows; the windows of a piece are the ones that END in its new rows, numbered
-and placed exactly as window_starts() would place them on the whole series
-(every `stride` rows, plus one ending on the last row). An in-memory frame is
-simply a stream of one piece, so both paths give identical output.
+Each piece is the previous piece's last `history - 1` rows (history: the longest
+window of the model, lstmae.detector.LongModel) followed by the new rows; the
+windows of a piece are the ones that END in its new rows, numbered and placed
+exactly as window_starts() would place them on the whole series (every `stride`
+rows, plus one ending on the last row). An in-memory frame is simply a stream of
+one piece, so both paths give identical output.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ class Piece:
     first_window: int  # global number of the first of those windows
     window: int
     last: bool  # no more rows follow
+    history: int  # the longest window: the next piece carries its last history - 1 rows
 
     @property
     def n_final(self) -> int:
-        """Rows at the front that no later window can cover (all of them in the last piece)."""
+        """Rows at the front that the next piece does not carry, so that no later window
+        covers them (all of them in the last piece)."""
         if self.last:
             return len(self.series.values)
-        return max(0, len(self.series.values) - (self.window - 1))
+        return max(0, len(self.series.values) - (self.history - 1))
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Position:
     the last row, and rows at or before `last_index` are skipped as already scored.
     """
 
-    carried: Series | None = None  # the last window - 1 rows: the next window's context
+    carried: Series | None = None  # the last history - 1 rows: the next windows' context
     offset: int = 0  # global row number of carried row 0
     next_window: int = 0  # global number of the next window
     held: Series | None = None  # --resample: the rows of a step not known to be complete
@@ -79,8 +82,11 @@ def pieces(
     time_format: str | None = None,
     resample_us: int | None = None,
     position: Position | None = None,
+    history: int | None = None,
 ) -> Iterator[Piece]:
     """Validate each frame and yield the pieces to score, in order.
+
+    history: rows of context a window may need, the longest window (default `window`).
 
     resample_us: average rows into steps of this many microseconds (lstmae.steps);
     the pieces then hold steps, and windows are windows of steps.
@@ -93,6 +99,7 @@ def pieces(
     the end.
     """
     endless = position is not None
+    history = max(window, history or window)
     at = position if position is not None else Position()
     frames = (frame for frame in frames if len(frame))
     carried, offset, next_window = at.carried, at.offset, at.next_window
@@ -139,9 +146,9 @@ def pieces(
         n_carried = 0 if carried is None else len(carried.values)
         starts = _starts_ending_in(len(series.values), n_carried, offset, window, stride, last,
                                    source)
-        piece = Piece(series, n_carried, offset, starts, next_window, window, last)
+        piece = Piece(series, n_carried, offset, starts, next_window, window, last, history)
         next_window += len(starts)
-        keep = len(series.values) - max(0, len(series.values) - (window - 1))
+        keep = min(len(series.values), history - 1)
         offset += len(series.values) - keep
         carried = series.part(slice(len(series.values) - keep, None))
         if endless:
@@ -339,14 +346,16 @@ class PieceOutput:
     sums: np.ndarray | None = None  # [n_rows, D] the piece rows' summed reconstructions
     counts: np.ndarray | None = None  # [n_rows] how many windows covered each row
     events: Fed | None = None  # what the windows did to the events (lstmae.events)
+    firsts: np.ndarray | None = None  # [N_w] local first rows the errors saw (LongModel)
 
 
-def window_frame(piece: Piece, columns: dict) -> pd.DataFrame:
-    """window, start, end and then `columns`, built at once (not column by column)."""
+def window_frame(piece: Piece, columns: dict, firsts: np.ndarray | None = None) -> pd.DataFrame:
+    """window, start, end and then `columns`, built at once (not column by column).
+    firsts: the windows' first rows where the errors saw more rows than the window."""
     labels, starts = piece.series.labels, piece.starts
     return pd.DataFrame({
         "window": piece.first_window + np.arange(len(starts)),
-        "start": labels[starts],
+        "start": labels[starts if firsts is None else firsts],
         "end": labels[starts + piece.window - 1],
         **columns,
     })

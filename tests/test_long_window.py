@@ -1,0 +1,194 @@
+"""The second model (fit --long-window): how its errors join the first model's, its
+place in the model file, and the options that choose it."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmae import Detector
+from lstmae.errors import ModelFileError, OptionError
+from tests.conftest import run_lstmae
+
+
+@pytest.fixture(scope="module")
+def long_detector(small_frame):
+    return Detector(window=16, hidden=16, latent=4, epochs=3, device="cpu",
+                    long_window="double").fit(small_frame)
+
+
+@pytest.fixture(scope="module")
+def saved_long(long_detector, tmp_path_factory):
+    path = tmp_path_factory.mktemp("long") / "m.lstmae"
+    long_detector.save(path)
+    return path
+
+
+def _alone(det: Detector, which: str) -> Detector:
+    """A copy of `det` that scores with one of its two models only."""
+    one = copy.copy(det)
+    if which == "long":
+        long = det.long_
+        one.model_, one.window_, one.error_ = long.model, long.window, long.error
+    one.long_ = None
+    return one
+
+
+def test_a_window_error_joins_both_models_each_over_its_threshold(small_frame):
+    frame = small_frame[["timestamp", "a"]].copy()  # one column: window error = column error
+    det = Detector(window=16, hidden=16, latent=4, epochs=3, device="cpu",
+                   long_window="double").fit(frame)
+    assert det.long_.window == 32 and det.history_ == 32
+    both = det.score(frame)
+    short = _alone(det, "short").score(frame)
+    long = _alone(det, "long").score(frame)
+    assert (both["end"] == short["end"]).all() and (both["window"] == short["window"]).all()
+    # The first rows, before a long window fits, are the first model's alone.
+    first = short["window"] < det.long_.window - det.window_
+    pd.testing.assert_frame_equal(both[first], short[first])
+    # Later: the mean of the two for the windows ending at the same row, the long one's
+    # error in the first model's threshold units, never below the first model's; and the
+    # window spans the long window's rows.
+    later = short[~first].merge(long, on="end", suffixes=("", "_long"))
+    assert len(later) == (~first).sum() == len(long)
+    scale = det.threshold_ / det.long_.threshold
+    mean = (later["error"] + scale * later["error_long"]) / 2
+    np.testing.assert_allclose(both.loc[~first, "error"].to_numpy(),
+                               np.maximum(later["error"], mean).to_numpy(), rtol=1e-5)
+    assert (mean > later["error"]).any() and (mean < later["error"]).any()
+    assert (both.loc[~first, "start"].to_numpy() == later["start_long"].to_numpy()).all()
+
+
+def test_batches_give_the_one_run_answers(long_detector, small_frame):
+    whole = long_detector.score_all(small_frame)
+    parts = list(long_detector.iter_score(
+        [small_frame.iloc[i:i + 7] for i in range(0, len(small_frame), 7)]))
+    for level in ("window", "point", "event"):
+        batched = pd.concat([p[level] for p in parts], ignore_index=True)
+        pd.testing.assert_frame_equal(batched, whole[level].drop(
+            columns=[c for c in whole[level].columns if c not in batched.columns]))
+    assert whole["event"].empty or (whole["event"]["start"] <= whole["event"]["end"]).all()
+
+
+def test_score_with_a_state_across_runs_matches_one_run(saved_long, small_frame, tmp_path):
+    data = tmp_path / "all.csv"
+    small_frame.to_csv(data, index=False)
+    run_lstmae("score", str(data), "-m", str(saved_long), "--level", "point",
+               "-o", str(tmp_path / "one.csv"), check=True)
+    state = tmp_path / "s.state"
+    for i, (lo, hi) in enumerate([(0, 50), (50, 61), (61, 400)]):
+        small_frame.iloc[lo:hi].to_csv(tmp_path / f"p{i}.csv", index=False)
+        run_lstmae("score", str(tmp_path / f"p{i}.csv"), "-m", str(saved_long), "--level",
+                   "point", "--state", str(state), "-o", str(tmp_path / f"r{i}.csv"),
+                   check=True)
+    runs = pd.concat([pd.read_csv(tmp_path / f"r{i}.csv") for i in range(3)],
+                     ignore_index=True)
+    pd.testing.assert_frame_equal(runs, pd.read_csv(tmp_path / "one.csv"))
+
+
+def test_an_error_that_cannot_be_computed_in_either_model_is_anomalous(long_detector,
+                                                                       small_frame):
+    frame = small_frame.copy()
+    frame.loc[300, "a"] = 1e37  # within the range check, far beyond float32 once scaled
+    windows = long_detector.score(frame, threshold=1e30)
+    at = frame.loc[300, "timestamp"]
+    covering = (windows["start"] <= at) & (windows["end"] >= at)
+    assert covering.sum() == 32 and windows.loc[covering, "anomaly"].all()
+    assert not windows.loc[~covering, "anomaly"].any()
+
+
+def test_the_second_model_is_saved_and_loaded(long_detector, saved_long, small_frame):
+    loaded = Detector.load(saved_long)
+    assert loaded.long_.window == 32
+    assert loaded.long_.threshold == pytest.approx(long_detector.long_.threshold)
+    pd.testing.assert_frame_equal(loaded.score(small_frame, level="point"),
+                                  long_detector.score(small_frame, level="point"))
+    info = run_lstmae("info", str(saved_long), check=True).stdout_text
+    assert "long window" in info and "32, a second model" in info
+
+
+def test_one_model_by_default(small_detector):
+    assert small_detector.long_ is None and small_detector.history_ == 16
+
+
+def test_double_is_skipped_when_the_training_data_cannot_hold_it(small_frame):
+    det = Detector(window=16, hidden=16, latent=4, epochs=2, long_window="double")
+    assert det.fit(small_frame.iloc[:50]).long_ is None  # 19 windows of 32: too few
+
+
+def test_double_is_skipped_beyond_256_rows(small_frame):
+    frame = pd.concat([small_frame] * 2, ignore_index=True).drop(columns="timestamp")
+    det = Detector(window=200, hidden=8, latent=2, epochs=1, long_window="double")
+    assert det.fit(frame).long_ is None
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("16", "is not longer than the window of 16"),
+    ("500", "is longer than the 400 rows"),
+    ("twice", "must be a whole number of rows, double or off"),
+])
+def test_a_long_window_that_cannot_work_is_refused_naming_the_option(
+        tmp_path, small_frame, value, says):
+    data = tmp_path / "train.csv"
+    small_frame.to_csv(data, index=False)
+    model = tmp_path / "m.lstmae"
+    model.write_bytes(b"keep me")
+    proc = run_lstmae("fit", str(data), "-m", str(model), "--window", "16",
+                      "--long-window", value, "--epochs", "1")
+    assert proc.returncode == 2, proc.stderr_text
+    assert "--long-window" in proc.stderr_text and says in proc.stderr_text
+    assert model.read_bytes() == b"keep me"
+
+
+def test_a_long_window_not_longer_than_the_window_is_refused_in_python(small_frame):
+    with pytest.raises(OptionError, match="long_window"):
+        Detector(window=16, long_window=8).fit(small_frame)
+    with pytest.raises(OptionError, match="long_window"):
+        Detector(window=16, long_window="triple").fit(small_frame)
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("threshold", 0.0, "long_window.threshold"),
+    ("threshold", float("nan"), "long_window.threshold"),
+    ("window", 16, "long_window.window"),  # not longer than the window
+    ("window", 10**9, "long_window.window"),
+])
+def test_a_model_file_whose_second_model_makes_no_sense_is_refused(
+        saved_long, tmp_path, field, value, says):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved_long)
+    meta["long_window"][field] = value
+    for key in ("format", "format_version"):
+        meta.pop(key)
+    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
+    with pytest.raises(ModelFileError, match=says.replace(".", r"\.")):
+        Detector.load(tmp_path / "bad.lstmae")
+
+
+def test_second_model_weights_without_its_metadata_are_refused(saved_long, tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved_long)
+    meta["long_window"] = None
+    for key in ("format", "format_version"):
+        meta.pop(key)
+    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
+    with pytest.raises(ModelFileError, match="belongs to no second model"):
+        Detector.load(tmp_path / "bad.lstmae")
+
+
+def test_a_long_model_tensor_of_another_shape_is_refused(saved_long, tmp_path):
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved_long)
+    name = next(k for k in tensors if k.startswith("long.model."))
+    tensors[name] = np.zeros((3, 3), dtype=np.float32)
+    for key in ("format", "format_version"):
+        meta.pop(key)
+    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
+    with pytest.raises(ModelFileError, match=rf"tensor '{name}' has shape \[3, 3\]"):
+        Detector.load(tmp_path / "bad.lstmae")
