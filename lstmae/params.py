@@ -194,10 +194,6 @@ class WindowParams:
             _need(_is_int(self.long_window) and 3 <= int(self.long_window) <= MAX_WINDOW,
                   "long_window", f"double, off, or an integer from 3 to {MAX_WINDOW}",
                   self.long_window)
-            if self.window != "auto" and int(self.long_window) <= int(self.window):
-                raise OptionError(f"{arg('long_window')} {self.long_window} is not longer "
-                                  f"than the window of {self.window}; give more rows, "
-                                  "double or off")
 
 
 @dataclass

@@ -150,6 +150,18 @@ def test_a_long_window_not_longer_than_the_window_is_refused_in_python(small_fra
         Detector(window=16, long_window="triple").fit(small_frame)
 
 
+def _load_edited(saved, tmp_path, edit) -> Detector:
+    """Load a copy of the model file `saved` after edit(tensors, meta), re-checksummed."""
+    from lstmae.artifact import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(saved)
+    edit(tensors, meta)
+    for key in ("format", "format_version"):
+        meta.pop(key)
+    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
+    return Detector.load(tmp_path / "bad.lstmae")
+
+
 @pytest.mark.parametrize(("field", "value", "says"), [
     ("threshold", 0.0, "long_window.threshold"),
     ("threshold", float("nan"), "long_window.threshold"),
@@ -158,37 +170,21 @@ def test_a_long_window_not_longer_than_the_window_is_refused_in_python(small_fra
 ])
 def test_a_model_file_whose_second_model_makes_no_sense_is_refused(
         saved_long, tmp_path, field, value, says):
-    from lstmae.artifact import load_model_file, save_model_file
-
-    tensors, meta = load_model_file(saved_long)
-    meta["long_window"][field] = value
-    for key in ("format", "format_version"):
-        meta.pop(key)
-    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
     with pytest.raises(ModelFileError, match=says.replace(".", r"\.")):
-        Detector.load(tmp_path / "bad.lstmae")
+        _load_edited(saved_long, tmp_path,
+                     lambda tensors, meta: meta["long_window"].update({field: value}))
 
 
 def test_second_model_weights_without_its_metadata_are_refused(saved_long, tmp_path):
-    from lstmae.artifact import load_model_file, save_model_file
-
-    tensors, meta = load_model_file(saved_long)
-    meta["long_window"] = None
-    for key in ("format", "format_version"):
-        meta.pop(key)
-    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
     with pytest.raises(ModelFileError, match="belongs to no second model"):
-        Detector.load(tmp_path / "bad.lstmae")
+        _load_edited(saved_long, tmp_path,
+                     lambda tensors, meta: meta.update(long_window=None))
 
 
 def test_a_long_model_tensor_of_another_shape_is_refused(saved_long, tmp_path):
-    from lstmae.artifact import load_model_file, save_model_file
+    def reshape(tensors, meta):
+        tensors[name] = np.zeros((3, 3), dtype=np.float32)
 
-    tensors, meta = load_model_file(saved_long)
-    name = next(k for k in tensors if k.startswith("long.model."))
-    tensors[name] = np.zeros((3, 3), dtype=np.float32)
-    for key in ("format", "format_version"):
-        meta.pop(key)
-    save_model_file(tmp_path / "bad.lstmae", tensors, meta)
+    name = "long.model.encoder.weight_ih_l0"
     with pytest.raises(ModelFileError, match=rf"tensor '{name}' has shape \[3, 3\]"):
-        Detector.load(tmp_path / "bad.lstmae")
+        _load_edited(saved_long, tmp_path, reshape)
