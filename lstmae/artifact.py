@@ -311,7 +311,12 @@ def check_meaning(path, meta: dict, tensors: dict[str, np.ndarray]) -> None:
     long = check.get(meta, "long_window", lambda v: isinstance(v, dict), "an object",
                      optional=True)
     if long is not None:  # the second model (lstmae.detector.LongModel)
-        check.integer(long, "long_window.window", window + 1, limits.MAX_WINDOW)
+        long_window = check.integer(long, "long_window.window", window + 1, limits.MAX_WINDOW)
+        # rows per step of the second model (absent in files written before steps: 1)
+        check.get(long, "long_window.step",
+                  lambda v: _is_int(v) and 1 <= v < long_window and long_window % v == 0,
+                  f"an integer that divides long_window.window ({long_window}) into at "
+                  "least 2 steps", optional=True)
         # above 0: the first model's threshold is divided by it
         check.number(long, "long_window.threshold", above=True, high=limits.MAX_ERROR)
         check.number(long, "long_window.peak_scale", above=True, high=1.0, optional=True)

@@ -181,9 +181,10 @@ class WindowParams:
         "A second model on longer windows, scored with the first: a window's error is the "
         "mean of the two models' errors for the windows ending at its last row (each over "
         "its own threshold), never below the first model's own, and the window spans the "
-        "long one's rows. double: twice the window (when that is at most "
-        f"{LONG_WINDOW_MAX} rows and the training data hold it); a number of rows above "
-        "the window; or off (one model)."))
+        "long one's rows. The second model reads its window in as many steps as the "
+        "window has rows, each the mean of the rows it spans. double: twice the window "
+        f"(when that is at most {LONG_WINDOW_MAX} rows and the training data hold it); a "
+        "multiple of the window in rows; or off (one model)."))
 
     def check(self) -> None:
         if self.window != "auto":

@@ -198,7 +198,8 @@ def fit_summary(detector, model: str) -> str:
         f"{', '.join(detector.scored_)}{_context_note(detector.context_)}; "
         f"{t['epochs_run']} epochs "
         f"(best {t['monitored']} loss {t['best_loss']:.4g} at epoch {t['best_epoch']})"
-        + (f"; with a second model on windows of {detector.long_.window} {unit} "
+        + (f"; with a second model on windows of {detector.long_.window} {unit}"
+           f"{_steps_note(detector.long_)} "
            f"({detector.long_.training['epochs_run']} epochs)" if detector.long_ else "")
         + "; "
         f"threshold {detector.threshold_:.4g} ({describe(detector.threshold_info_)}); "
@@ -308,8 +309,14 @@ def _long_note(detector) -> str:
     long = detector.long_
     if long is None:
         return "none (one model)"
-    return (f"{long.window}, a second model scored with the first (its threshold "
-            f"{long.threshold:.4g}; {long.training['epochs_run']} epochs)")
+    return (f"{long.window}{_steps_note(long)}, a second model scored with the "
+            f"first (its threshold {long.threshold:.4g}; {long.training['epochs_run']} epochs)")
+
+
+def _steps_note(long) -> str:
+    """How the second model reads its window: as means of several rows (one each, in
+    model files written before steps)."""
+    return "" if long.step == 1 else f", read as {long.window // long.step} means of {long.step}"
 
 
 def info_table(model: str, meta: dict, detector) -> Table:

@@ -177,11 +177,12 @@ class WindowSet:
 
     values: torch.Tensor  # [N, D] float32, on the training device
     starts: torch.Tensor  # [N_w] int64, on the same device
-    window: int
+    window: int  # rows
+    step: int = 1  # rows averaged into each step the model reads (windows.window_view)
 
     @property
     def view(self) -> torch.Tensor:
-        return window_view(self.values, self.window)
+        return window_view(self.values, self.window, self.step)
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -82,9 +82,17 @@ def window_starts(n_rows: int, window: int, stride: int) -> np.ndarray:
     return starts
 
 
-def window_view(values: torch.Tensor, window: int) -> torch.Tensor:
-    """All stride-1 windows of a [N, D] tensor as a [N-T+1, T, D] view (no copy)."""
-    return values.unfold(0, window, 1).transpose(1, 2)
+def window_view(values: torch.Tensor, window: int, step: int = 1) -> torch.Tensor:
+    """All stride-1 windows of `window` rows of a [N, D] tensor, as a [N-T+1, T, D] view
+    (no copy). step > 1 (a divisor of `window`): each window as its window // step steps,
+    a step the mean of `step` consecutive rows, [N-T+1, T // step, D] (a view of the
+    [N - step + 1, D] means, computed once)."""
+    if step == 1:
+        return values.unfold(0, window, 1).transpose(1, 2)
+    # Each mean from its own rows, not a difference of running sums: one huge value
+    # would ruin every later difference, and a NaN (anomalous) would spread past its window.
+    means = values.unfold(0, step, 1).mean(dim=2)  # [N - step + 1, D]: rows j .. j+step-1
+    return means.unfold(0, window - step + 1, 1)[:, :, ::step].transpose(1, 2)
 
 
 def iter_batches(view: torch.Tensor, starts: torch.Tensor, batch_size: int):

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lstmae import Detector
 from lstmae.errors import ModelFileError, OptionError
@@ -27,12 +28,38 @@ def saved_long(long_detector, tmp_path_factory):
     return path
 
 
+class _Averaged:
+    """The second model as a first model would run it: each [B, T, D] window is turned
+    into its T // step means of `step` rows here, by a reshape (lstmae.windows.window_view
+    takes the means of the rows before it windows them)."""
+
+    def __init__(self, model, step: int):
+        self.model, self.step = model, step
+
+    def _means(self, windows):
+        b, t, d = windows.shape
+        return windows.reshape(b, t // self.step, self.step, d).mean(dim=2)
+
+    def encode(self, windows):
+        return self.model.encode(self._means(windows))
+
+    def decode(self, latent, rows: int):
+        return self.model.decode(latent, rows // self.step)
+
+    def target(self, windows):
+        return self.model.target(self._means(windows))
+
+    def parameters(self):
+        return self.model.parameters()
+
+
 def _alone(det: Detector, which: str) -> Detector:
     """A copy of `det` that scores with one of its two models only."""
     one = copy.copy(det)
     if which == "long":
         long = det.long_
-        one.model_, one.window_, one.error_ = long.model, long.window, long.error
+        one.model_ = _Averaged(long.model, long.step)
+        one.window_, one.error_ = long.window, long.error
     one.long_ = None
     return one
 
@@ -41,7 +68,7 @@ def test_a_window_error_joins_both_models_each_over_its_threshold(small_frame):
     frame = small_frame[["timestamp", "a"]].copy()  # one column: window error = column error
     det = Detector(window=16, hidden=16, latent=4, epochs=3, device="cpu",
                    long_window="double").fit(frame)
-    assert det.long_.window == 32 and det.history_ == 32
+    assert det.long_.window == 32 and det.long_.step == 2 and det.history_ == 32
     both = det.score(frame)
     short = _alone(det, "short").score(frame)
     long = _alone(det, "long").score(frame)
@@ -107,7 +134,22 @@ def test_the_second_model_is_saved_and_loaded(long_detector, saved_long, small_f
     pd.testing.assert_frame_equal(loaded.score(small_frame, level="point"),
                                   long_detector.score(small_frame, level="point"))
     info = run_lstmae("info", str(saved_long), check=True).stdout_text
-    assert "long window" in info and "32, a second model" in info
+    assert "long window" in info and "32, read as 16 means of 2, a second model" in info
+
+
+def test_the_second_model_reads_its_window_as_means_of_rows():
+    from lstmae.windows import window_view
+
+    values = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    values[20, 1] = float("nan")  # stays in the means of the windows that hold row 20
+    view = window_view(values, 12, 3)
+    assert view.shape == (39, 4, 3)
+    for start in (0, 9, 38):
+        rows = values[start:start + 12].numpy()
+        np.testing.assert_allclose(view[start].numpy(), rows.reshape(4, 3, 3).mean(axis=1),
+                                   rtol=1e-6)
+    has_nan = torch.isnan(view).any(dim=(1, 2)).numpy()
+    assert (np.flatnonzero(has_nan) == np.arange(9, 21)).all()
 
 
 def test_one_model_by_default(small_detector):
@@ -128,6 +170,7 @@ def test_double_is_skipped_beyond_256_rows(small_frame):
 @pytest.mark.parametrize(("value", "says"), [
     ("16", "is not longer than the window of 16"),
     ("500", "is longer than the 400 rows"),
+    ("24", "is not a multiple of the window of 16; give 32, 48, ..., double or off"),
     ("twice", "must be a whole number of rows, double or off"),
 ])
 def test_a_long_window_that_cannot_work_is_refused_naming_the_option(
@@ -167,12 +210,22 @@ def _load_edited(saved, tmp_path, edit) -> Detector:
     ("threshold", float("nan"), "long_window.threshold"),
     ("window", 16, "long_window.window"),  # not longer than the window
     ("window", 10**9, "long_window.window"),
+    ("step", 0, "long_window.step"),
+    ("step", 3, "long_window.step"),  # 32 rows are not whole steps of 3
+    ("step", 32, "long_window.step"),  # one step: no sequence
+    ("step", 2.5, "long_window.step"),
 ])
 def test_a_model_file_whose_second_model_makes_no_sense_is_refused(
         saved_long, tmp_path, field, value, says):
     with pytest.raises(ModelFileError, match=says.replace(".", r"\.")):
         _load_edited(saved_long, tmp_path,
                      lambda tensors, meta: meta["long_window"].update({field: value}))
+
+
+def test_a_model_file_from_before_steps_reads_every_row(saved_long, tmp_path):
+    loaded = _load_edited(saved_long, tmp_path,
+                          lambda tensors, meta: meta["long_window"].pop("step"))
+    assert loaded.long_.window == 32 and loaded.long_.step == 1
 
 
 def test_second_model_weights_without_its_metadata_are_refused(saved_long, tmp_path):
