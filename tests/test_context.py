@@ -176,19 +176,23 @@ def with_clock() -> Detector:
     return Detector(**CLOCK_FIT).fit(day_of_plateaus(6, start_hour=10))
 
 
-def test_the_clock_tells_a_night_plateau_from_a_noon_one(with_clock, night):
+def test_the_clock_is_read_the_same_values_at_another_hour_score_otherwise(with_clock, night):
     without = Detector(**CLOCK_FIT, clock="none").fit(day_of_plateaus(6, start_hour=10))
     assert with_clock.clock_ and not without.clock_
     assert with_clock.config_.n_features == 3 and with_clock.scored_ == ["load"]
-    # Windows wholly inside the plateau: to a model without a clock a plateau is a plateau.
-    hours = night["timestamp"].dt.hour.to_numpy()
-    inside = (hours >= 23) | (hours < 1)
+    # The same values 12 hours earlier, the plateau at 10:00 as in training. Whether the
+    # night plateau itself crosses the threshold is up to training (at this size 2 seeds
+    # of 6, and one CPU's rounding moved seed 0 below it); bench/quality.py measures what
+    # the clock buys. What must hold everywhere: a model with a clock reads the hour, one
+    # without sees only the values.
+    noon = night.assign(timestamp=night["timestamp"] - pd.Timedelta(hours=12))
 
-    def plateau_error(det: Detector) -> float:
-        points = det.score(night, level="point")
-        return float(points.loc[inside, "score"].median() / det.threshold_)
+    def errors(det: Detector, data: pd.DataFrame) -> np.ndarray:
+        return det.score(data)["error"].to_numpy()
 
-    assert plateau_error(without) < 1 < plateau_error(with_clock)
+    np.testing.assert_array_equal(errors(without, night), errors(without, noon))
+    moved = np.abs(errors(with_clock, night) - errors(with_clock, noon))
+    assert moved.max() > 0.1 * with_clock.threshold_  # 0.6 to 3.8 thresholds over seeds 0-5
 
 
 def test_no_clock_without_two_days_of_dates(train):
