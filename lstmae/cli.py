@@ -368,8 +368,11 @@ def fit(
         os._exit(0)
     detector.save(model)
     if detector.training_["interrupted"]:
+        alone = detector.training_.get("long_window") == "interrupted"
         stderr.print(f"interrupted: wrote {model} with the best epoch so far "
-                     f"({detector.training_['best_epoch']})", markup=False)
+                     f"({detector.training_['best_epoch']})"
+                     + ("; without the second model (--long-window), which had not finished "
+                        "an epoch" if alone else ""), markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     if not quiet:
         from lstmae.render import fit_summary

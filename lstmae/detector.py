@@ -273,8 +273,11 @@ class Detector:
                 "val_windows": len(long_val) if long_val is not None else 0})
         self.model_ = self.model_.cpu().eval()
         self.training_ = self._summary(series, train_set, val_set, result, device, started)
-        if self.long_ is not None and self.long_.training["interrupted"]:
-            self.training_["interrupted"] = True  # Ctrl-C stopped the second model
+        if long_window is not None and (self.long_ is None or self.long_.training["interrupted"]):
+            # Ctrl-C stopped the second model, or came before its first epoch ended and
+            # left the first model alone: either way not the fit that was asked for.
+            self.training_["interrupted"] = True
+            self.training_["long_window"] = "interrupted" if self.long_ is None else "trained"
         self.training_["processes"] = world  # each trained on 1/world of the windows
         self.training_["precision"] = precision
         self.training_["threads"] = policy.report("train")

@@ -308,6 +308,8 @@ def _long_note(detector) -> str:
     """The second model (lstmae.detector.LongModel), for fit's line and info."""
     long = detector.long_
     if long is None:
+        if detector.training_.get("long_window") == "interrupted":
+            return "none: Ctrl-C stopped the fit before the second model finished an epoch"
         return "none (one model)"
     return (f"{long.window}{_steps_note(long)}, a second model scored with the "
             f"first (its threshold {long.threshold:.4g}; {long.training['epochs_run']} epochs)")
@@ -352,6 +354,7 @@ def info_table(model: str, meta: dict, detector) -> Table:
         ("training", f"{tr['rows']} rows ({tr['first_time']} .. {tr['last_time']}), "
                      f"{tr['epochs_run']} epochs, best loss {tr['best_loss']:.4g}, "
                      f"{tr['seconds']} s on {tr['device']}"
+                     + (", stopped by Ctrl-C" if tr.get("interrupted") else "")
                      + (f", {threads_text}" if (threads_text := describe_threads(
                          tr.get("threads"))) else "")),
         ("created", f"{meta['created']} by lstmae {meta['lstmae_version']}, "

@@ -167,6 +167,41 @@ def test_double_is_skipped_beyond_256_rows(small_frame):
     assert det.fit(frame).long_ is None
 
 
+def _ctrl_c_at(second_model_epoch: int):
+    """fit's callbacks, pressing Ctrl-C when the second model reports that epoch. The
+    report comes before the epoch is kept as the best, so at epoch 1 no epoch is kept."""
+    stages: list[str] = []
+
+    def progress(report):
+        if any("second model" in s for s in stages) and report.epoch == second_model_epoch:
+            raise KeyboardInterrupt
+
+    return {"progress": progress, "on_stage": stages.append}
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_ctrl_c_while_the_second_model_trains_is_told(small_frame, tmp_path, epoch):
+    det = Detector(window=16, hidden=16, latent=4, epochs=3, long_window="double")
+    det.fit(small_frame, keep_best_on_interrupt=True, **_ctrl_c_at(epoch))
+    # Not the fit that was asked for: a cron job's exit status and `info` must say so.
+    assert det.training_["interrupted"] is True
+    if epoch == 1:  # no epoch of the second model done: the first model alone
+        assert det.long_ is None and det.training_["long_window"] == "interrupted"
+    else:
+        assert det.long_.training["interrupted"] and det.long_.training["epochs_run"] == 2
+    assert det.score(small_frame)["error"].notna().all()
+    det.save(tmp_path / "m.lstmae")
+    info = run_lstmae("info", "m.lstmae", cwd=tmp_path, check=True).stdout_text
+    assert "stopped by Ctrl-C" in info
+    assert ("before the second model finished an epoch" in info) == (epoch == 1)
+
+
+def test_ctrl_c_in_the_second_model_without_keep_best_stops_the_fit(small_frame):
+    det = Detector(window=16, hidden=16, latent=4, epochs=3, long_window="double")
+    with pytest.raises(KeyboardInterrupt):
+        det.fit(small_frame, **_ctrl_c_at(2))
+
+
 @pytest.mark.parametrize(("value", "says"), [
     ("16", "is not longer than the window of 16"),
     ("500", "is longer than the 400 rows"),
