@@ -3,7 +3,7 @@
 
     python bench/quality.py DATA_DIR [DATA_DIR ...] [--json out.json]
         [--series SUBSTR] [--detectors lstmae,zscore,pca,iforest]
-        [--set key=value ...]
+        [--set key=value ...] [--average-rows N]
 
 Each DATA_DIR is a folder in one of the two layouts of ../shared/data/README.md
 (detected from the files present):
@@ -56,7 +56,7 @@ from lstmae.metrics import (
     vus_pr,
     vus_roc,
 )
-from lstmae.params import DEFAULTS, FLAT_NAMES
+from lstmae.params import DEFAULTS, FLAT_NAMES, default_window
 
 ALL_DETECTORS = ("lstmae", "zscore", "pca", "iforest")
 SKLEARN_DETECTORS = ("pca", "iforest")
@@ -127,7 +127,9 @@ def value_columns(frame: pd.DataFrame, time_col: str | None) -> list[str]:
     ]
 
 
-def nab_specs(folder: Path) -> list[SeriesSpec]:
+def nab_specs(folder: Path, average_rows: int = 1) -> list[SeriesSpec]:
+    """average_rows > 1: each series as the means of that many rows (each at its first
+    row's time), so the same series and labels are fitted on fewer rows."""
     windows = json.loads((folder / "windows.json").read_text())
     specs = []
     for key in sorted(windows):
@@ -139,6 +141,10 @@ def nab_specs(folder: Path) -> list[SeriesSpec]:
             if "timestamp" not in frame.columns:
                 raise ValueError(f"{key}: no timestamp column")
             frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+            if average_rows > 1:
+                groups = frame.groupby(np.arange(len(frame)) // average_rows)
+                frame = groups.mean(numeric_only=True).assign(
+                    timestamp=groups["timestamp"].first())[frame.columns]
             rows = len(frame)
             n_fit = min(int(NAB_FIT_FRACTION * rows), NAB_FIT_MAX)
             labels = labels_from_intervals(
@@ -517,7 +523,8 @@ def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -
     for name in detectors:
         if name != "lstmae" and window is None:
             requested = params.get("window", DEFAULTS["window"])
-            window = int(requested) if requested != "auto" else int(np.clip(sw, 8, 256))
+            window = (default_window(len(s.fit)) if requested is None else int(requested)
+                      if requested != "auto" else int(np.clip(sw, 8, 256)))
             record["reference_window_note"] = (
                 "no window from lstmae on this series; the references use "
                 + ("its requested window" if requested != "auto" else "the VUS window")
@@ -772,7 +779,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(ALL_DETECTORS)}")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="Detector parameter, e.g. --set window=auto --set epochs=50")
+    parser.add_argument("--average-rows", type=int, default=1, metavar="N",
+                        help="nab folders: each series as means of N rows, so that the "
+                        "same series are fitted on N times fewer rows (short fits)")
     args = parser.parse_args(argv)
+    if args.average_rows < 1:
+        parser.error("--average-rows must be 1 or more")
 
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     unknown = [d for d in detectors if d not in ALL_DETECTORS]
@@ -797,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             parser.error(f"{folder}: not a folder")
         layout = detect_layout(folder)
-        found = nab_specs(folder) if layout == "nab" else smap_specs(folder)
+        found = nab_specs(folder, args.average_rows) if layout == "nab" else smap_specs(folder)
         log(f"{folder}: {layout} layout, {len(found)} series")
         specs += found
     if args.series:
@@ -831,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": [sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
             "settings": {
                 "data_dirs": args.data_dirs, "series_filter": args.series,
+                "average_rows": args.average_rows,
                 "detectors": detectors, "lstmae_params": params, "seed": SEED,
                 "reference_quantile": REF_QUANTILE, "zscore_std_floor": ZSCORE_STD_FLOOR,
                 "zscore_max_columns_for_max": ZSCORE_MAX_COLUMNS, "pca_variance": PCA_VARIANCE,

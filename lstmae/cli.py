@@ -112,7 +112,8 @@ def _option(spec: dataclasses.Field) -> inspect.Parameter:
     meta = spec.metadata
     decls = [flag(spec.name), *([meta["short"]] if meta["short"] else [])]
     kind: object = {"int": int, "float": float, "str": str, "float | None": float | None,
-                    "str | None": str | None, "int | str": str, "list[str] | None": str | None,
+                    "str | None": str | None, "int | str": str, "int | str | None": str | None,
+                    "list[str] | None": str | None,
                     "str | list[str]": str,
                     }[str(spec.type)]
     default = spec.default
@@ -120,8 +121,6 @@ def _option(spec: dataclasses.Field) -> inspect.Parameter:
         choices = _choices(spec.name, meta["choices"])
         kind = choices if default is not None else choices | None
         default = None if default is None else choices(default)
-    elif spec.name == "window":
-        default = str(default)
     info = typer.Option(*decls, help=meta["help"], show_default=default is not None)
     return inspect.Parameter(spec.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                              default=default, annotation=Annotated[kind, info])
@@ -174,7 +173,9 @@ def _columns(text: str | None, option: str = "--columns") -> list[str] | None:
     return names
 
 
-def _window(text: str) -> int | str:
+def _window(text: str | None) -> int | str | None:
+    if text is None:
+        return None  # the default: lstmae.params.default_window
     if text.strip().lower() == "auto":
         return "auto"
     try:

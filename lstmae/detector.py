@@ -90,7 +90,7 @@ if TYPE_CHECKING:
 MIN_HELDOUT_WINDOWS = 20
 # Every output of a pass over the data: the score levels, encode's and reconstruct's.
 OUTPUTS = (*LEVELS, "latent", "reconstruction")
-DEFAULT_WINDOW = limits.DEFAULTS["window"]  # also where --window auto finds no period
+DEFAULT_WINDOW = limits.DEFAULT_WINDOW  # also where --window auto finds no period
 AUTO_WINDOW_MIN, AUTO_WINDOW_MAX = 8, 256
 # The --resample step --window auto suggests for a period too long for a window: the
 # shortest of these that gives at most AUTO_STEPS_PER_PERIOD steps a cycle.
@@ -444,6 +444,8 @@ class Detector:
 
     def _choose_window(self, values: np.ndarray) -> int:
         window = self.params.window.window
+        if window is None:
+            return limits.default_window(len(values))
         if window != "auto":
             return int(window)
         period = dominant_period(self.scaler_.transform(values))  # only when auto

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lstmae import threads
 from lstmae.errors import name_list, printable
+from lstmae.params import DEFAULT_WINDOW
 
 if TYPE_CHECKING:
     from lstmae.train import BatchReport, EpochReport
@@ -190,6 +191,8 @@ def fit_summary(detector, model: str) -> str:
     t = detector.training_
     processes = f" x {t['processes']} processes" if t["processes"] > 1 else ""
     auto = " (auto: dominant period)" if detector.params.window.window == "auto" else ""
+    if detector.params.window.window is None and detector.window_ < DEFAULT_WINDOW:
+        auto = f" ({DEFAULT_WINDOW} is more than a fifth of the rows)"
     resample = detector.params.data.resample
     unit = f"steps of {resample}" if resample else "rows"
     return (

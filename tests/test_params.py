@@ -5,6 +5,7 @@ import dataclasses
 import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,3 +93,31 @@ def test_warnings_name_arguments_in_python(tmp_path):
         warnings.filterwarnings("error")
         warnings.filterwarnings("ignore", message=".*handled with 'fill' ffill")
         det.fit(frame)
+
+
+@pytest.mark.parametrize(("rows", "window"), [(10_000, 64), (320, 64), (319, 63), (200, 40),
+                                               (80, 16), (40, 16)])
+def test_the_default_window_is_at_most_a_fifth_of_the_training_rows(rows, window):
+    from lstmae.params import default_window
+
+    assert default_window(rows) == window
+
+
+def test_a_short_fit_gets_a_shorter_default_window_and_a_given_one_is_kept(tmp_path):
+    rows = 200
+    t = pd.Series(range(rows), dtype=float)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=rows, freq="5min"),
+                          "load": np.sin(t / 6)})
+    fast = {"hidden": 8, "latent": 2, "epochs": 1, "device": "cpu"}
+    assert Detector(**fast).fit(frame).window_ == 40
+    assert Detector(**fast, window=64).fit(frame).window_ == 64
+    frame.to_csv(tmp_path / "short.csv", index=False)
+    small = ["--hidden", "8", "--latent", "2", "--epochs", "1"]
+    proc = run_lstmae("fit", "short.csv", "-m", "m.lstmae", *small, cwd=tmp_path, check=True)
+    said = " ".join(proc.stderr_text.split())
+    assert "windows of 40 rows (64 is more than a fifth of the rows)" in said, said
+    proc = run_lstmae("fit", "short.csv", "-m", "m.lstmae", "-w", "64", *small, cwd=tmp_path,
+                      check=True)
+    assert "windows of 64 rows," in " ".join(proc.stderr_text.split()), proc.stderr_text
+    assert "Default: 64, or a fifth of the training rows" in " ".join(
+        run_lstmae("fit", "--help", check=True).stdout_text.split())
