@@ -160,7 +160,9 @@ def nab_specs(folder: Path, average_rows: int = 1) -> list[SeriesSpec]:
     return specs
 
 
-def smap_specs(folder: Path) -> list[SeriesSpec]:
+def smap_specs(folder: Path, average_rows: int = 1) -> list[SeriesSpec]:
+    if average_rows > 1:
+        raise SystemExit(f"error: {folder}: --average-rows applies to nab folders only")
     windows = json.loads((folder / "windows.json").read_text())
     channels = sorted(p.name.removesuffix("_train.csv") for p in folder.glob("*_train.csv"))
     specs = []
@@ -809,7 +811,8 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             parser.error(f"{folder}: not a folder")
         layout = detect_layout(folder)
-        found = nab_specs(folder, args.average_rows) if layout == "nab" else smap_specs(folder)
+        found = nab_specs(folder, args.average_rows) if layout == "nab" else smap_specs(
+            folder, args.average_rows)
         log(f"{folder}: {layout} layout, {len(found)} series")
         specs += found
     if args.series:

@@ -231,7 +231,7 @@ class Detector:
         n_rows = len(series.values)
         if p.window.window == "auto":
             stage("finding the period (window auto)")
-        self.window_ = self._choose_window(series.values)
+        self.window_ = self._choose_window(series.values, source)
         self._check_stride(n_rows, source)
         long_window = self._choose_long_window(n_rows, source)
         train_rows, val_rows = self._split(n_rows, self.window_)
@@ -321,14 +321,14 @@ class Detector:
             return window if fits else None
         window = int(wanted)
         if window <= self.window_:
-            raise OptionError(f"{arg('long_window')} {window} is not longer than the window "
-                              f"of {self.window_}; give more rows, double or off")
+            raise OptionError(f"{arg('long_window')} {window} is not longer than "
+                              f"{self._the_window(n_rows)}; give more rows, double or off")
         if n_rows < window:
             raise OptionError(f"{arg('long_window')} {window} is longer than the {n_rows} "
                               f"rows of {source}; give fewer rows, double or off")
         if window % self.window_:  # the second model reads it in steps of whole rows
-            raise OptionError(f"{arg('long_window')} {window} is not a multiple of the "
-                              f"window of {self.window_}; give {2 * self.window_}, "
+            raise OptionError(f"{arg('long_window')} {window} is not a multiple of "
+                              f"{self._the_window(n_rows)}; give {2 * self.window_}, "
                               f"{3 * self.window_}, ..., double or off")
         return window
 
@@ -399,12 +399,19 @@ class Detector:
         idx = self.config_.outputs if self.config_.outputs is not None else slice(None)
         return values.astype(np.float64) * self.scaler_.std[idx] + self.scaler_.mean[idx]
 
+    def _the_window(self, n_rows: int) -> str:
+        """The window, for a message: the default's rule too, where it shortened it."""
+        if self.params.window.window is None and self.window_ < DEFAULT_WINDOW:
+            return (f"the default window of {self.window_} (a fifth of the {n_rows} rows; "
+                    f"{arg('window')} sets it)")
+        return f"the window of {self.window_}"
+
     def _check_stride(self, n_rows: int, source: str) -> None:
         stride = self.params.window.stride
         window_starts(n_rows, self.window_, stride)  # fails early when too short
         if stride > self.window_:
             raise OptionError(
-                f"{arg('stride')} {stride} is larger than the window of {self.window_}: rows "
+                f"{arg('stride')} {stride} is larger than {self._the_window(n_rows)}: rows "
                 "between windows would never be scored; use a stride of at most the window"
             )
         if stride > n_rows - self.window_ + 1:
@@ -442,18 +449,25 @@ class Detector:
             )
         return error, errors, threshold, {**how, "source": monitored, "windows": len(errors)}
 
-    def _choose_window(self, values: np.ndarray) -> int:
+    def _choose_window(self, values: np.ndarray, source: str) -> int:
         window = self.params.window.window
+        n_rows = len(values)
         if window is None:
-            return limits.default_window(len(values))
+            if n_rows < DEFAULT_WINDOW:  # refused before the default followed the rows: a
+                # truncated export must not quietly replace a model fitted on a whole one
+                raise DataError(
+                    f"{source}: {n_rows} row(s), fewer than the {DEFAULT_WINDOW} that the "
+                    f"default window needs; give more rows, or {arg('window')} N for a "
+                    "window of N rows")
+            return limits.default_window(n_rows)
         if window != "auto":
             return int(window)
         period = dominant_period(self.scaler_.transform(values))  # only when auto
         if period is None:
             warnings.warn(LstmaeWarning(  # an instance: filters match the Python names
                 f"{arg('window')} auto: no clear period in the training data; using "
-                f"{DEFAULT_WINDOW}"), stacklevel=4)
-            return DEFAULT_WINDOW
+                f"{limits.default_window(n_rows)}"), stacklevel=4)
+            return limits.default_window(n_rows)
         if period > AUTO_WINDOW_MAX:
             warnings.warn(LstmaeWarning(self._long_period(period)), stacklevel=4)
         # One period per window, within what an LSTM handles well and fast.
@@ -900,7 +914,8 @@ class Detector:
                 "threshold": self.long_.threshold,
                 "peak_scale": self.long_.error.peak_scale, "training": self.long_.training},
             "training": self.training_,
-            "params": p.flat(),
+            # the window used, not None (the default): earlier readers need a number
+            "params": {**p.flat(), "window": p.window.window or self.window_},
         }
 
     @classmethod

@@ -175,11 +175,12 @@ MIN_DEFAULT_WINDOW = 16  # ... but not shorter than this
 
 
 def default_window(n_rows: int) -> int:
-    """The window when none is given: DEFAULT_WINDOW, shorter where the training data
-    hold fewer than ROWS_PER_WINDOW of it. On NAB's series fitted on a quarter of their
-    rows (151 to 750), window 64 for 151 rows left the model 88 overlapping windows,
-    about two days, and it found little: mean VUS-PR artificialWithAnomaly 0.462 against
-    0.599, realKnownCause 0.413 against 0.474 (bench/README.md)."""
+    """The window when none is given: DEFAULT_WINDOW, shorter where the rows fit on (all
+    of them, held-out rows included; steps after --resample) hold fewer than
+    ROWS_PER_WINDOW of it. On NAB's series read as means of 4 rows (fits of 70 to 750
+    rows), window 64 left a fit of 151 rows 88 overlapping windows and it found little:
+    mean VUS-PR artificialWithAnomaly 0.462 against 0.599, realKnownCause 0.413 against
+    0.474 (bench/README.md)."""
     return max(MIN_DEFAULT_WINDOW, min(DEFAULT_WINDOW, n_rows // ROWS_PER_WINDOW))
 
 
@@ -189,8 +190,9 @@ class WindowParams:
 
     window: int | str | None = field(default=None, metadata=option(
         "Window length in rows, or auto: the training data's dominant period "
-        "(autocorrelation), between 8 and 256. Default: 64, or a fifth of the training "
-        "rows where that is shorter (at least 16).", short="-w"))
+        "(autocorrelation), between 8 and 256. Default: 64, or a fifth of the rows fit on "
+        "where that is shorter (at least 16; fewer than 64 rows need a window given).",
+        short="-w"))
     stride: int = field(default=1, metadata=option("Rows between window starts."))
     long_window: int | str = field(default="off", metadata=option(
         "A second model on longer windows, scored with the first: a window's error is the "

@@ -191,10 +191,10 @@ def fit_summary(detector, model: str) -> str:
     t = detector.training_
     processes = f" x {t['processes']} processes" if t["processes"] > 1 else ""
     auto = " (auto: dominant period)" if detector.params.window.window == "auto" else ""
-    if detector.params.window.window is None and detector.window_ < DEFAULT_WINDOW:
-        auto = f" ({DEFAULT_WINDOW} is more than a fifth of the rows)"
     resample = detector.params.data.resample
     unit = f"steps of {resample}" if resample else "rows"
+    if detector.params.window.window is None and detector.window_ < DEFAULT_WINDOW:
+        auto = f" ({DEFAULT_WINDOW} is more than a fifth of the {t['rows']} {unit})"
     return (
         f"fitted {model}: {t['rows']} {unit}, {t['train_windows']} training + "
         f"{t['val_windows']} held-out windows of {detector.window_} {unit}{auto}, columns "

@@ -188,7 +188,7 @@ def test_ctrl_c_while_the_second_model_trains_is_told(small_frame, tmp_path, epo
     if epoch == 1:  # no epoch of the second model done: the first model alone
         assert det.long_ is None and det.training_["long_window"] == "interrupted"
     else:
-        assert det.long_.training["interrupted"] and det.long_.training["epochs_run"] == 2
+        assert det.long_.training["interrupted"]
     assert det.score(small_frame)["error"].notna().all()
     det.save(tmp_path / "m.lstmae")
     info = run_lstmae("info", "m.lstmae", cwd=tmp_path, check=True).stdout_text

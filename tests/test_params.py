@@ -115,9 +115,30 @@ def test_a_short_fit_gets_a_shorter_default_window_and_a_given_one_is_kept(tmp_p
     small = ["--hidden", "8", "--latent", "2", "--epochs", "1"]
     proc = run_lstmae("fit", "short.csv", "-m", "m.lstmae", *small, cwd=tmp_path, check=True)
     said = " ".join(proc.stderr_text.split())
-    assert "windows of 40 rows (64 is more than a fifth of the rows)" in said, said
+    assert "windows of 40 rows (64 is more than a fifth of the 200 rows)" in said, said
     proc = run_lstmae("fit", "short.csv", "-m", "m.lstmae", "-w", "64", *small, cwd=tmp_path,
                       check=True)
     assert "windows of 64 rows," in " ".join(proc.stderr_text.split()), proc.stderr_text
-    assert "Default: 64, or a fifth of the training rows" in " ".join(
+    assert "Default: 64, or a fifth of the rows fit on" in " ".join(
         run_lstmae("fit", "--help", check=True).stdout_text.split())
+
+
+def test_the_default_window_refuses_what_it_refused_before_and_says_when_it_is_shortened(
+        tmp_path):
+    from lstmae.errors import DataError
+
+    t = np.arange(300)
+    frame = pd.DataFrame({"load": np.sin(t / 6)})
+    fast = {"hidden": 4, "latent": 2, "epochs": 1, "device": "cpu"}
+    # A truncated export of 40 rows: refused, as with window 64, not fitted on 16-row windows.
+    with pytest.raises(DataError, match="40 row.*fewer than the 64 that the default window"):
+        Detector(**fast).fit(frame.iloc[:40], source="cut.csv")
+    assert Detector(**fast, window=16).fit(frame.iloc[:40]).window_ == 16
+    with pytest.raises(OptionError, match=r"the default window of 60 \(a fifth of the 300 rows"):
+        Detector(**fast, stride=64).fit(frame)
+    with pytest.raises(OptionError, match="not a multiple of the default window of 60"):
+        Detector(**fast, long_window=128).fit(frame)
+    # The model file's params hold the window used: earlier readers need a number there.
+    det = Detector(**fast).fit(frame)
+    det.save(tmp_path / "m.lstmae")
+    assert det.metadata()["params"]["window"] == 60 == Detector.load(tmp_path / "m.lstmae").window_
