@@ -496,6 +496,13 @@ def measure(labels: np.ndarray, out: Output, sliding_window: int) -> dict:
 # --------------------------------------------------------------------------- #
 
 
+def reference_window(requested, n_fit: int, sw: int) -> int:
+    """The references' window where lstmae gave none: the one lstmae was asked for."""
+    if requested is None:  # lstmae's default
+        return default_window(n_fit)
+    return int(np.clip(sw, 8, 256)) if requested == "auto" else int(requested)
+
+
 def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -> dict:
     record: dict = {"series": spec.name, "dataset": spec.dataset, "group": spec.group,
                     "layout": spec.layout, "detectors": {}}
@@ -525,8 +532,7 @@ def run_series(spec: SeriesSpec, detectors: list[str], params: dict, pos: str) -
     for name in detectors:
         if name != "lstmae" and window is None:
             requested = params.get("window", DEFAULTS["window"])
-            window = (default_window(len(s.fit)) if requested is None else int(requested)
-                      if requested != "auto" else int(np.clip(sw, 8, 256)))
+            window = reference_window(requested, len(s.fit), sw)
             record["reference_window_note"] = (
                 "no window from lstmae on this series; the references use "
                 + ("its requested window" if requested != "auto" else "the VUS window")

@@ -277,7 +277,8 @@ class Detector:
             # Ctrl-C stopped the second model, or came before its first epoch ended and
             # left the first model alone: either way not the fit that was asked for.
             self.training_["interrupted"] = True
-            self.training_["long_window"] = "interrupted" if self.long_ is None else "trained"
+            if self.long_ is None:
+                self.training_["long_window"] = "interrupted"
         self.training_["processes"] = world  # each trained on 1/world of the windows
         self.training_["precision"] = precision
         self.training_["threads"] = policy.report("train")
@@ -384,6 +385,11 @@ class Detector:
         return np.concatenate([scaled, clock(series.index)], axis=1) if self.clock_ else scaled
 
     @property
+    def window_shortened_(self) -> bool:
+        """Whether the default window is shorter than DEFAULT_WINDOW: a short fit."""
+        return self.params.window.window is None and self.window_ < DEFAULT_WINDOW
+
+    @property
     def history_(self) -> int:
         """The longest window: rows of context scoring a row needs."""
         return self.long_.window if self.long_ is not None else self.window_
@@ -401,7 +407,7 @@ class Detector:
 
     def _the_window(self, n_rows: int) -> str:
         """The window, for a message: the default's rule too, where it shortened it."""
-        if self.params.window.window is None and self.window_ < DEFAULT_WINDOW:
+        if self.window_shortened_:
             return (f"the default window of {self.window_} (a fifth of the {n_rows} rows; "
                     f"{arg('window')} sets it)")
         return f"the window of {self.window_}"

@@ -193,7 +193,7 @@ def fit_summary(detector, model: str) -> str:
     auto = " (auto: dominant period)" if detector.params.window.window == "auto" else ""
     resample = detector.params.data.resample
     unit = f"steps of {resample}" if resample else "rows"
-    if detector.params.window.window is None and detector.window_ < DEFAULT_WINDOW:
+    if detector.window_shortened_:
         auto = f" ({DEFAULT_WINDOW} is more than a fifth of the {t['rows']} {unit})"
     return (
         f"fitted {model}: {t['rows']} {unit}, {t['train_windows']} training + "
